@@ -1,0 +1,203 @@
+//! Command-line arguments, and their validation into an import request.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use cdi_datapath::sink::{TargetOptions, ZeroMode};
+use cdi_datapath::{Checksum, FormatChoice, ImportSpec};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cdictl",
+    version,
+    about = "Import VM disk images the way cdi-rs does: one pass, sparse, verified."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import an image (raw, qcow2; gz/xz/zst/bz2-compressed) into a raw file or block device.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// Detect compression and format from magic bytes.
+    Auto,
+    /// Copy the bytes exactly as they are (no decompression or conversion).
+    Raw,
+    /// Require a qcow2 image (after decompression).
+    Qcow2,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ZeroArg {
+    /// Discard zero ranges (fallocate punch-hole), falling back to writing zeros.
+    Punch,
+    /// Write zeros.
+    Write,
+    /// The device already reads back zeros: skip them.
+    Skip,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Image to import: a path, `-` for standard input, or an http(s):// URL.
+    pub source: String,
+    /// Destination: a raw image file (created) or a block device.
+    pub dest: PathBuf,
+    /// Expected checksum of the source bytes as transferred: md5:, sha1:, sha256: or sha512: HEX.
+    #[arg(long)]
+    pub checksum: Option<String>,
+    /// Size of the resulting disk (e.g. 10G, 512Mi, 1073741824); the image grows to it and must
+    /// fit in it.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Allocate the whole disk (fallocate, or writing zeros where that is unsupported).
+    #[arg(long)]
+    pub preallocate: bool,
+    /// Image format override, for raw images that happen to start with a known magic.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: FormatArg,
+    /// Memory the import may use for buffers and qcow2 bookkeeping (e.g. 256Mi).
+    #[arg(long, default_value = "256Mi")]
+    pub memory_limit: String,
+    /// How a block device's zero ranges are handled.
+    #[arg(long, value_enum, default_value = "punch")]
+    pub zero_mode: ZeroArg,
+    /// Directory for a qcow2 spill file (default: the destination's directory).
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+    /// After importing, read the image back and print the sha256 of its content.
+    #[arg(long)]
+    pub image_sha256: bool,
+    /// Progress display: a bar on a terminal, periodic lines otherwise, or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Bar,
+    Lines,
+    None,
+}
+
+/// A validated import.
+#[derive(Debug)]
+pub struct ImportRequest {
+    pub source: String,
+    pub dest: PathBuf,
+    pub spec: ImportSpec,
+    pub target: TargetOptions,
+    pub image_sha256: bool,
+    pub progress: ProgressArg,
+}
+
+impl ImportArgs {
+    pub fn into_request(self) -> anyhow::Result<ImportRequest> {
+        let checksum = self
+            .checksum
+            .as_deref()
+            .map(str::parse::<Checksum>)
+            .transpose()
+            .context("--checksum")?;
+        let requested_size = self
+            .size
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .context("--size")?;
+        let memory_limit = parse_size(&self.memory_limit).context("--memory-limit")?;
+        if memory_limit < 32 << 20 {
+            bail!("--memory-limit must be at least 32Mi");
+        }
+        let spill_dir = match self.spill_dir {
+            Some(d) => d,
+            None => parent_dir(&self.dest),
+        };
+        let spec = ImportSpec {
+            checksum,
+            format: match self.format {
+                FormatArg::Auto => FormatChoice::Auto,
+                FormatArg::Raw => FormatChoice::Raw,
+                FormatArg::Qcow2 => FormatChoice::Qcow2,
+            },
+            memory_limit: usize::try_from(memory_limit).context("--memory-limit")?,
+            spill_dir,
+            ..ImportSpec::default()
+        };
+        let target = TargetOptions {
+            requested_size,
+            preallocate: self.preallocate,
+            zero_mode: match self.zero_mode {
+                ZeroArg::Punch => ZeroMode::Punch,
+                ZeroArg::Write => ZeroMode::Write,
+                ZeroArg::Skip => ZeroMode::Skip,
+            },
+        };
+        Ok(ImportRequest {
+            source: self.source,
+            dest: self.dest,
+            spec,
+            target,
+            image_sha256: self.image_sha256,
+            progress: self.progress,
+        })
+    }
+}
+
+fn parent_dir(dest: &Path) -> PathBuf {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Parses `1073741824`, `10G`/`10Gi` (binary), `10GB` (decimal), `512M`, `4k`...
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a size like 10Gi or 512M"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "ki" | "kib" => 1 << 10,
+        "m" | "mi" | "mib" => 1 << 20,
+        "g" | "gi" | "gib" => 1 << 30,
+        "t" | "ti" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => {
+            bail!("unknown size unit {other:?} in {s:?} (use Ki, Mi, Gi, Ti or KB, MB, GB, TB)")
+        }
+    };
+    n.checked_mul(mult)
+        .with_context(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_in_binary_and_decimal_units() {
+        assert_eq!(parse_size("1073741824").expect("bytes"), 1 << 30);
+        assert_eq!(parse_size("10Gi").expect("Gi"), 10 << 30);
+        assert_eq!(parse_size("10G").expect("G"), 10 << 30);
+        assert_eq!(parse_size("512M").expect("M"), 512 << 20);
+        assert_eq!(parse_size("2GB").expect("GB"), 2_000_000_000);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5Q").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Checksums in CDI's `IMPORTER_CHECKSUM` syntax (`sha256:<hex>`), computed over the bytes as
+//! received, before any decompression.
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha1 => "sha1",
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Md5 => 32,
+            Algorithm::Sha1 => 40,
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+}
+
+/// An expected digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    pub algorithm: Algorithm,
+    /// Lower-case hex.
+    pub hex: String,
+}
+
+impl std::str::FromStr for Checksum {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Self, Error> {
+        let bad = || Error::BadChecksumSpec(spec.to_string());
+        let (algo, hex) = spec.split_once(':').ok_or_else(bad)?;
+        let algorithm = match algo.to_ascii_lowercase().as_str() {
+            "md5" => Algorithm::Md5,
+            "sha1" => Algorithm::Sha1,
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            _ => return Err(bad()),
+        };
+        let hex = hex.trim().to_ascii_lowercase();
+        if hex.len() != algorithm.hex_len() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Checksum { algorithm, hex })
+    }
+}
+
+impl std::fmt::Display for Checksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.algorithm.name(), self.hex)
+    }
+}
+
+/// A running digest of one of the supported algorithms.
+#[derive(Debug, Clone)]
+pub enum Hasher {
+    Md5(Md5),
+    Sha1(Sha1),
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::Md5 => Hasher::Md5(Md5::new()),
+            Algorithm::Sha1 => Hasher::Sha1(Sha1::new()),
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(data),
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// Lower-case hex digest.
+    pub fn finish_hex(self) -> String {
+        match self {
+            Hasher::Md5(h) => hex::encode(h.finalize()),
+            Hasher::Sha1(h) => hex::encode(h.finalize()),
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Sha512(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+impl Checksum {
+    /// Compares a finished digest with this expectation.
+    pub fn verify(&self, actual_hex: String) -> Result<(), Error> {
+        if actual_hex == self.hex {
+            Ok(())
+        } else {
+            Err(Error::ChecksumMismatch {
+                algorithm: self.algorithm.name(),
+                expected: self.hex.clone(),
+                actual: actual_hex,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cdi_syntax_in_any_case() {
+        let c: Checksum = "SHA256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+            .parse()
+            .expect("valid");
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        assert_eq!(
+            c.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_algorithms_and_wrong_lengths() {
+        for bad in ["sha256", "crc32:00000000", "md5:abc", "sha1:zz", ":"] {
+            assert!(
+                matches!(bad.parse::<Checksum>(), Err(Error::BadChecksumSpec(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_algorithm_hashes_known_vectors() {
+        let cases = [
+            (Algorithm::Md5, "900150983cd24fb0d6963f7d28e17f72"),
+            (Algorithm::Sha1, "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (
+                Algorithm::Sha256,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+        ];
+        for (algo, want) in cases {
+            let mut h = Hasher::new(algo);
+            h.update(b"ab");
+            h.update(b"c");
+            assert_eq!(h.finish_hex(), want, "{algo:?}");
+        }
+        let mut h = Hasher::new(Algorithm::Sha512);
+        h.update(b"abc");
+        assert!(h.finish_hex().starts_with("ddaf35a193617aba"));
+    }
+
+    #[test]
+    fn mismatch_is_its_own_error() {
+        let c: Checksum = format!("md5:{}", "0".repeat(32)).parse().expect("valid");
+        let err = c.verify("1".repeat(32)).expect_err("mismatch");
+        assert!(matches!(
+            err,
+            Error::ChecksumMismatch {
+                algorithm: "md5",
+                ..
+            }
+        ));
+    }
+}

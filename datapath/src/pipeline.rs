@@ -1,0 +1,237 @@
+//! One import, end to end, on four kinds of thread joined by bounded channels:
+//!
+//! ```text
+//!  source ──chunks──► hash (checksum of the bytes as received)
+//!     └─────chunks──► decode (layers, raw/qcow2) ──writes──► writer ──► sink
+//!                        └─► qcow2 decompress workers ─writes─┘
+//! ```
+//!
+//! No stage buffers without bound: every channel has a fixed depth, so a slow disk slows the
+//! download instead of filling memory. The image becomes visible only after the writer, the
+//! decoder and the checksum all succeeded; on any failure the sink is aborted.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cdi_formats::Format;
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::checksum::{Checksum, Hasher};
+use crate::decode::{self, ChannelReader, Chunk, DecodeConfig, DecodeReport, FormatChoice};
+use crate::error::Error;
+use crate::progress::Progress;
+use crate::sink::writer::{WriteOp, Writer};
+use crate::sink::{Sink, SinkReport};
+use crate::source::Source;
+
+/// Default memory limit: upstream's importer pod gets 600M; we aim to stay under 256 MiB.
+pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
+
+/// Chunks in flight between the source and each consumer.
+const CHUNK_QUEUE: usize = 8;
+/// Writes in flight between the decoder and the writer.
+const WRITE_QUEUE: usize = 16;
+
+/// What to do, independent of where the bytes come from and go.
+#[derive(Debug, Clone)]
+pub struct ImportSpec {
+    pub checksum: Option<Checksum>,
+    pub format: FormatChoice,
+    /// Bounds the memory the import may use for buffers and qcow2 bookkeeping.
+    pub memory_limit: usize,
+    /// Where a qcow2 spill file may go; the target's directory by default.
+    pub spill_dir: PathBuf,
+    /// Threads for xz and qcow2 compressed-cluster decoding.
+    pub threads: usize,
+}
+
+impl Default for ImportSpec {
+    fn default() -> Self {
+        ImportSpec {
+            checksum: None,
+            format: FormatChoice::Auto,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            spill_dir: std::env::temp_dir(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// What a successful import did.
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    pub source_bytes: u64,
+    pub decode: DecodeReport,
+    pub sink: SinkReport,
+    pub written: u64,
+    pub holes: u64,
+    /// The verified digest, when a checksum was given.
+    pub checksum: Option<Checksum>,
+    pub elapsed: Duration,
+}
+
+impl ImportReport {
+    pub fn format_chain(&self) -> String {
+        let mut parts: Vec<&str> = self.decode.layers.iter().map(|f| f.name()).collect();
+        parts.push(self.decode.image_format.unwrap_or(Format::Raw).name());
+        parts.join(" > ")
+    }
+}
+
+/// An import that failed: why, and what it left on the target.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ImportFailure {
+    #[source]
+    pub error: Error,
+    /// A sentence about the target's state (removed, wiped, untouched).
+    pub target_state: String,
+}
+
+/// Runs one import from `source` into `sink`.
+pub fn import(
+    mut source: Box<dyn Source>,
+    sink: Box<dyn Sink>,
+    spec: &ImportSpec,
+    progress: &Arc<Progress>,
+) -> Result<ImportReport, ImportFailure> {
+    let started = Instant::now();
+    progress.set_total(source.len());
+    let cfg = DecodeConfig {
+        format: spec.format,
+        capacity: sink.capacity(),
+        source_len: source.len(),
+        random_access: source.random_access(),
+        memory_limit: spec.memory_limit,
+        spill_dir: spec.spill_dir.clone(),
+        threads: spec.threads,
+    };
+    let failed = AtomicBool::new(false);
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
+    let (hash_tx, hash_rx) = bounded::<Chunk>(CHUNK_QUEUE);
+    let (write_tx, write_rx) = bounded::<WriteOp>(WRITE_QUEUE);
+    let hasher = spec.checksum.as_ref().map(|c| Hasher::new(c.algorithm));
+
+    let (read_result, hash_result, decode_result, writer) = std::thread::scope(|scope| {
+        let failed = &failed;
+        let hash_tx = hasher.is_some().then_some(hash_tx);
+        let reader =
+            scope.spawn(|| read_source(source.as_mut(), chunk_tx, hash_tx, progress, failed));
+        let hash = scope.spawn(move || hasher.map(|h| hash_chunks(h, hash_rx)));
+        let decoder = scope.spawn(|| {
+            let input = Box::new(ChannelReader::new(chunk_rx));
+            let r = decode::decode(input, &cfg, &write_tx);
+            drop(write_tx);
+            r.inspect_err(|_| failed.store(true, Ordering::Relaxed))
+        });
+        let writer = scope.spawn(|| {
+            let mut w = Writer::new(sink, Arc::clone(progress));
+            let r = write_all(&mut w, write_rx);
+            (w, r.inspect_err(|_| failed.store(true, Ordering::Relaxed)))
+        });
+        (
+            reader.join().unwrap_or(Err(Error::Cancelled)),
+            hash.join().unwrap_or(None),
+            decoder.join().unwrap_or(Err(Error::Cancelled)),
+            writer.join(),
+        )
+    });
+    let Ok((mut writer, write_result)) = writer else {
+        return Err(ImportFailure {
+            error: Error::Cancelled,
+            target_state: "unknown: the writer panicked".into(),
+        });
+    };
+    let outcome = (|| {
+        // The root cause first: a failed read or write shows up downstream or upstream as a
+        // broken pipe or a cancelled send.
+        let source_bytes = read_result.or_else(|e| {
+            if matches!(e, Error::Cancelled) {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        })?;
+        if let Err(e) = write_result {
+            if !matches!(e, Error::Cancelled) || decode_result.is_ok() {
+                return Err(e);
+            }
+        }
+        let decoded = decode_result?;
+        if let (Some(expected), Some(actual)) = (&spec.checksum, hash_result) {
+            expected.verify(actual)?;
+        }
+        let sink_report = writer.sink.commit(decoded.image_size, &writer.written)?;
+        let snap = progress.snapshot();
+        Ok(ImportReport {
+            source_bytes,
+            decode: decoded,
+            sink: sink_report,
+            written: snap.written,
+            holes: snap.holes,
+            checksum: spec.checksum.clone(),
+            elapsed: started.elapsed(),
+        })
+    })();
+    outcome.map_err(|error: Error| {
+        let target_state = writer.sink.abort();
+        tracing::warn!(error = %error, target = %target_state, "Import failed.");
+        ImportFailure {
+            error,
+            target_state,
+        }
+    })
+}
+
+fn read_source(
+    source: &mut dyn Source,
+    decode: Sender<Chunk>,
+    hash: Option<Sender<Chunk>>,
+    progress: &Progress,
+    failed: &AtomicBool,
+) -> Result<u64, Error> {
+    let mut total = 0u64;
+    let mut decoding = true;
+    while let Some(chunk) = source.next_chunk()? {
+        if failed.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        total += chunk.len() as u64;
+        progress.add_read(chunk.len() as u64);
+        if let Some(h) = &hash {
+            h.send(Chunk::Data(chunk.clone()))
+                .map_err(|_| Error::Cancelled)?;
+        }
+        // The decoder may finish before the source does (trailing bytes); keep hashing.
+        if decoding && decode.send(Chunk::Data(chunk)).is_err() {
+            decoding = false;
+            if hash.is_none() {
+                break;
+            }
+        }
+    }
+    let _ = decode.send(Chunk::End);
+    if let Some(h) = hash {
+        let _ = h.send(Chunk::End);
+    }
+    Ok(total)
+}
+
+fn hash_chunks(mut hasher: Hasher, rx: Receiver<Chunk>) -> String {
+    for chunk in rx {
+        match chunk {
+            Chunk::Data(b) => hasher.update(&b),
+            Chunk::End => break,
+        }
+    }
+    hasher.finish_hex()
+}
+
+fn write_all(w: &mut Writer, rx: Receiver<WriteOp>) -> Result<(), Error> {
+    for op in rx {
+        w.apply(op)?;
+    }
+    Ok(())
+}

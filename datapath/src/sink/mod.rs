@@ -1,0 +1,78 @@
+//! Where the raw image goes: a regular file (sparse, renamed into place only when complete) or
+//! a block device (zero ranges punched, written or skipped). The [`writer`] in front of every
+//! sink turns all-zero runs into holes.
+
+mod block;
+mod file;
+mod memory;
+mod ranges;
+pub(crate) mod writer;
+
+use std::path::Path;
+
+use crate::error::Error;
+
+pub use block::BlockSink;
+pub use file::FileSink;
+pub use memory::MemorySink;
+pub use ranges::RangeSet;
+
+/// Granule for hole detection: all-zero runs of at least this many aligned bytes are skipped.
+pub const HOLE_GRANULE: usize = 4096;
+
+/// How a block device's zero ranges are made zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroMode {
+    /// Discard/zero-out with `fallocate(PUNCH_HOLE)`, falling back to writing zeros.
+    #[default]
+    Punch,
+    /// Write zeros (full allocation; what preallocation means on a block device).
+    Write,
+    /// The device is known to read back zeros already; skip them.
+    Skip,
+}
+
+/// What the caller asked of the target.
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// Size the image must have at least (files grow to it; a larger image is refused).
+    pub requested_size: Option<u64>,
+    pub preallocate: bool,
+    pub zero_mode: ZeroMode,
+}
+
+/// What committing the target did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SinkReport {
+    /// Size of the image on the target (file length, or the image part of a device).
+    pub final_size: u64,
+    pub preallocated: bool,
+    /// Bytes explicitly zeroed (punched or written) on a block device.
+    pub zeroed: u64,
+}
+
+/// A target for the raw image.
+pub trait Sink: Send {
+    fn describe(&self) -> String;
+    /// Largest image this target holds, when bounded.
+    fn capacity(&self) -> Option<u64>;
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Error>;
+    /// After the last write: make every byte of `[0, image_size)` not in `written` read as
+    /// zero, size, sync, and make the image visible. Nothing may look complete before this.
+    fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error>;
+    /// After a failure: remove or neutralise what was written. Says what is left.
+    fn abort(&mut self) -> String;
+}
+
+/// Opens `path` as a block device when it is one, else as a regular file (created).
+pub fn open_target(path: &Path, options: TargetOptions) -> Result<Box<dyn Sink>, Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_block = std::fs::metadata(path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    if is_block {
+        Ok(Box::new(BlockSink::open(path, options)?))
+    } else {
+        Ok(Box::new(FileSink::create(path, options)?))
+    }
+}

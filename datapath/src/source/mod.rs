@@ -1,0 +1,62 @@
+//! Where image bytes come from: a local file, standard input, or an HTTP(S) URL. A source
+//! yields chunks in order; some can also read at any offset, which the qcow2 converter uses
+//! instead of keeping early clusters in memory.
+
+mod file;
+mod http;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::Error;
+
+pub use file::{FileSource, StdinSource};
+pub use http::HttpSource;
+
+/// Chunk size for sources that read into their own buffers.
+pub const CHUNK: usize = 1 << 20;
+
+/// A stream of the image's bytes as transferred.
+pub trait Source: Send {
+    /// For messages: a path or URL with credentials removed.
+    fn describe(&self) -> String;
+    /// Total length when known up front.
+    fn len(&self) -> Option<u64>;
+    /// The next chunk, or `None` at the end.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, Error>;
+    /// Positional reads of the same bytes, when the source allows them.
+    fn random_access(&self) -> Option<Arc<dyn ReadAt>> {
+        None
+    }
+}
+
+/// Positional reads (`pread`).
+pub trait ReadAt: Send + Sync {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+}
+
+/// Reads a chunk of up to [`CHUNK`] bytes from any reader, filling it unless at EOF.
+pub(crate) fn read_chunk(r: &mut dyn std::io::Read) -> std::io::Result<Option<Bytes>> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if filled == 0 {
+        return Ok(None);
+    }
+    buf.truncate(filled);
+    Ok(Some(Bytes::from(buf)))
+}

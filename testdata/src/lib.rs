@@ -1,0 +1,11 @@
+//! Test fixtures for cdi-rs, shared by every crate's tests:
+//!
+//! - [`qcow2::Qcow2Builder`] writes small qcow2 images field by field, in any layout (L2 tables
+//!   before or after their data, compressed, extended L2, zero flags) and with any header
+//!   defect, so refusals and odd layouts can be tested without qemu;
+//! - [`raw`] makes deterministic sparse raw images;
+//! - [`qemu`] wraps `qemu-img` as the conformance oracle.
+
+pub mod qcow2;
+pub mod qemu;
+pub mod raw;

@@ -1,0 +1,45 @@
+//! `qemu-img` as the conformance oracle: helpers that run it and fail loudly when it is absent.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `qemu-img` with `args`, panicking with its stderr when it fails: tests call this and a
+/// missing oracle must fail the test, not skip it (CI installs qemu-utils).
+pub fn qemu_img(args: &[&str]) -> String {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running qemu-img {args:?}: {e} (apt-get install qemu-utils)"));
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Converts `src` (any format) to raw at `dst` with qemu-img.
+pub fn convert_to_raw(src: &Path, dst: &Path) {
+    qemu_img(&["convert", "-O", "raw", path(src), path(dst)]);
+}
+
+/// Converts a raw file to qcow2 with extra `qemu-img convert` arguments (e.g. `-c`, `-o ...`).
+pub fn raw_to_qcow2(src: &Path, dst: &Path, extra: &[&str]) {
+    let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+    args.extend_from_slice(extra);
+    args.push(path(src));
+    args.push(path(dst));
+    qemu_img(&args);
+}
+
+/// Bytes actually allocated on disk for `file` (st_blocks × 512).
+pub fn allocated_bytes(file: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or_else(|e| panic!("{file:?}: {e}"))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
