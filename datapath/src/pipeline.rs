@@ -66,6 +66,7 @@ pub struct ImportReport {
     pub decode: DecodeReport,
     pub sink: SinkReport,
     pub written: u64,
+    /// Bytes of the final image left as holes (never written).
     pub holes: u64,
     /// The verified digest, when a checksum was given.
     pub checksum: Option<Checksum>,
@@ -170,7 +171,8 @@ pub fn import(
             decode: decoded,
             sink: sink_report,
             written: snap.written,
-            holes: snap.holes,
+            // Everything of the final image that was not written reads as zeros from holes.
+            holes: sink_report.final_size.saturating_sub(snap.written),
             checksum: spec.checksum.clone(),
             elapsed: started.elapsed(),
         })

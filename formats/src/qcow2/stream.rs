@@ -52,8 +52,8 @@ pub struct ConverterStats {
 enum Meta {
     Header,
     L1,
-    RefcountTable,
-    RefcountBlock,
+    RefcountTable(u64),
+    RefcountBlock(u64),
     L2(u64),
 }
 
@@ -62,8 +62,8 @@ impl Meta {
         match self {
             Meta::Header => "header",
             Meta::L1 => "L1 table",
-            Meta::RefcountTable => "refcount table",
-            Meta::RefcountBlock => "refcount block",
+            Meta::RefcountTable(_) => "refcount table",
+            Meta::RefcountBlock(_) => "refcount block",
             Meta::L2(_) => "L2 table",
         }
     }
@@ -101,7 +101,10 @@ pub struct StreamConverter<S> {
     compressed: BTreeMap<u64, Vec<(u64, u64)>>,
     compressed_pending: usize,
     assembling: Vec<Assembly>,
-    coverage: HashMap<u64, Vec<(u64, u64)>>,
+    /// Stashed clusters with known refcounts: references not yet consumed.
+    remaining: HashMap<u64, u64>,
+    /// Refcount blocks by their index in the refcount table, kept to answer [`Self::refcount`].
+    refblocks: BTreeMap<u64, Bytes>,
     stash: S,
     budget: usize,
     stats: ConverterStats,
@@ -123,7 +126,7 @@ impl<S: ClusterStash> StreamConverter<S> {
         }
         let rt_first = header.refcount_table_offset / cs;
         for c in 0..header.refcount_table_clusters {
-            meta.insert(rt_first + c, Meta::RefcountTable);
+            meta.insert(rt_first + c, Meta::RefcountTable(c));
         }
         StreamConverter {
             cs,
@@ -138,7 +141,8 @@ impl<S: ClusterStash> StreamConverter<S> {
             compressed: BTreeMap::new(),
             compressed_pending: 0,
             assembling: Vec::new(),
-            coverage: HashMap::new(),
+            remaining: HashMap::new(),
+            refblocks: BTreeMap::new(),
             stash,
             budget,
             stats: ConverterStats::default(),
@@ -170,7 +174,7 @@ impl<S: ClusterStash> StreamConverter<S> {
         let lo = h * self.cs;
         let hi = lo + bytes.len() as u64;
         self.fed_end = hi;
-        let mut covered = self.feed_compressed(&bytes, lo, hi, sink)?;
+        let covered = self.feed_compressed(&bytes, lo, hi, sink)?;
 
         if let Some(&kind) = self.meta.get(&h) {
             self.on_metadata(kind, h, &bytes, sink)?;
@@ -178,11 +182,19 @@ impl<S: ClusterStash> StreamConverter<S> {
             for (guest, subclusters) in guests {
                 self.emit_data(guest, subclusters, &bytes, sink)?;
             }
-        } else if !fully_covered(&mut covered, lo, hi) {
-            self.stash.put(h, &bytes).map_err(StreamError::Stash)?;
-            self.stats.stashed_clusters += 1;
-            if !covered.is_empty() {
-                self.coverage.insert(h, covered);
+        } else {
+            // Unknown bytes: keep them unless the refcount says every reference to this
+            // cluster is already accounted for (free clusters have none).
+            let known = covered.len() as u64;
+            match self.refcount(h) {
+                Some(refs) if refs <= known => {}
+                refs => {
+                    self.stash.put(h, &bytes).map_err(StreamError::Stash)?;
+                    self.stats.stashed_clusters += 1;
+                    if let Some(refs) = refs {
+                        self.remaining.insert(h, refs - known);
+                    }
+                }
             }
         }
         self.check_budget()
@@ -212,7 +224,7 @@ impl<S: ClusterStash> StreamConverter<S> {
             .into());
         }
         for (&c, &kind) in self.meta.range(self.next_cluster..) {
-            if kind != Meta::RefcountBlock {
+            if !matches!(kind, Meta::RefcountBlock(_)) {
                 return Err(Qcow2Error::Truncated {
                     needed: c * self.cs,
                     len,
@@ -243,7 +255,8 @@ impl<S: ClusterStash> StreamConverter<S> {
                 .iter()
                 .map(|a| a.buf.capacity() + 64)
                 .sum::<usize>()
-            + self.coverage.len() * 64
+            + self.remaining.len() * 32
+            + self.refblocks.len() * (self.cs as usize + 64)
             + self.l1.len()
     }
 
@@ -321,7 +334,11 @@ impl<S: ClusterStash> StreamConverter<S> {
         sink: &mut K,
     ) -> Result<(), StreamError<K::Error>> {
         match kind {
-            Meta::Header | Meta::RefcountBlock => Ok(()),
+            Meta::Header => Ok(()),
+            Meta::RefcountBlock(index) => {
+                self.keep_refblock(index, bytes);
+                Ok(())
+            }
             Meta::L1 => {
                 let first = self.header.l1_table_offset / self.cs;
                 let at = ((h - first) * self.cs) as usize;
@@ -335,7 +352,7 @@ impl<S: ClusterStash> StreamConverter<S> {
                 }
                 Ok(())
             }
-            Meta::RefcountTable => self.on_refcount_table(bytes),
+            Meta::RefcountTable(index) => self.on_refcount_table(index, bytes),
             Meta::L2(l1_index) => self.on_l2(l1_index, bytes, sink),
         }
     }
@@ -360,8 +377,9 @@ impl<S: ClusterStash> StreamConverter<S> {
         Ok(())
     }
 
-    fn on_refcount_table<E>(&mut self, bytes: &[u8]) -> Result<(), StreamError<E>> {
-        for raw in bytes.chunks_exact(8) {
+    fn on_refcount_table<E>(&mut self, index: u64, bytes: &[u8]) -> Result<(), StreamError<E>> {
+        let per_cluster = self.cs / 8;
+        for (i, raw) in bytes.chunks_exact(8).enumerate() {
             let raw = u64::from_be_bytes(raw.try_into().expect("8 bytes"));
             if raw == 0 {
                 continue;
@@ -374,17 +392,50 @@ impl<S: ClusterStash> StreamConverter<S> {
                 }
                 .into());
             }
+            let block = index * per_cluster + i as u64;
             let c = raw / self.cs;
             self.claim(c, "refcount block")?;
             if c < self.next_cluster {
-                // Seen already and stashed as unknown: drop it.
+                // Seen already and stashed as unknown: keep its counts, drop its bytes.
+                if let Some(Stashed::Bytes(b)) = self.stash.get(c).map_err(StreamError::Stash)? {
+                    self.keep_refblock(block, &b);
+                } else {
+                    self.keep_refblock(block, &vec![0u8; self.cs as usize]);
+                }
                 self.stash.release(c);
-                self.coverage.remove(&c);
+                self.remaining.remove(&c);
             } else {
-                self.meta.insert(c, Meta::RefcountBlock);
+                self.meta.insert(c, Meta::RefcountBlock(block));
             }
         }
         Ok(())
+    }
+
+    fn keep_refblock(&mut self, block: u64, bytes: &[u8]) {
+        // With lazy refcounts left dirty the counts may be stale: never rely on them.
+        if !self.header.dirty() {
+            self.refblocks.insert(block, Bytes::copy_from_slice(bytes));
+        }
+    }
+
+    /// The refcount of host cluster `c`, when its refcount block has been seen.
+    fn refcount(&self, c: u64) -> Option<u64> {
+        let width = 1u64 << self.header.refcount_order;
+        let per_block = self.cs * 8 / width;
+        let block = self.refblocks.get(&(c / per_block))?;
+        let i = c % per_block;
+        Some(if width >= 8 {
+            let bytes = (width / 8) as usize;
+            let at = i as usize * bytes;
+            block
+                .get(at..at + bytes)?
+                .iter()
+                .fold(0u64, |acc, &b| acc << 8 | u64::from(b))
+        } else {
+            let per_byte = 8 / width;
+            let byte = *block.get((i / per_byte) as usize)?;
+            (u64::from(byte) >> ((i % per_byte) * width)) & ((1 << width) - 1)
+        })
     }
 
     fn on_l2<K: ConvertSink>(
@@ -522,7 +573,7 @@ impl<S: ClusterStash> StreamConverter<S> {
             let lo = (at - c * self.cs) as usize;
             let hi = (c_end - c * self.cs) as usize;
             buf.extend_from_slice(&cluster.slice(lo..hi));
-            self.cover_stashed(c, at, c_end);
+            self.consume_reference(c);
             at = c_end;
         }
         self.stats.from_stash += 1;
@@ -539,14 +590,15 @@ impl<S: ClusterStash> StreamConverter<S> {
         }
     }
 
-    /// Records that `[from, to)` of stashed cluster `c` was used; frees it once all of it was.
-    fn cover_stashed(&mut self, c: u64, from: u64, to: u64) {
-        let ranges = self.coverage.entry(c).or_default();
-        ranges.push((from, to));
-        let lo = c * self.cs;
-        if fully_covered(ranges, lo, lo + self.cs) {
-            self.coverage.remove(&c);
-            self.stash.release(c);
+    /// One reference to stashed cluster `c` was used; frees it once its refcount says no other
+    /// reference remains. Clusters with unknown refcounts stay until the end.
+    fn consume_reference(&mut self, c: u64) {
+        if let Some(left) = self.remaining.get_mut(&c) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.remaining.remove(&c);
+                self.stash.release(c);
+            }
         }
     }
 
@@ -554,7 +606,7 @@ impl<S: ClusterStash> StreamConverter<S> {
         match self.stash.get(c).map_err(StreamError::Stash)? {
             Some(cluster) => {
                 self.stash.release(c);
-                self.coverage.remove(&c);
+                self.remaining.remove(&c);
                 Ok(cluster)
             }
             None => Err(if what == "data cluster" {
@@ -674,17 +726,4 @@ impl<S: ClusterStash> StreamConverter<S> {
         };
         sink.compressed(cluster).map_err(StreamError::Sink)
     }
-}
-
-/// Whether the ranges cover all of `[lo, hi)`; sorts them in place.
-fn fully_covered(ranges: &mut [(u64, u64)], lo: u64, hi: u64) -> bool {
-    ranges.sort_unstable();
-    let mut reached = lo;
-    for &(from, to) in ranges.iter() {
-        if from > reached {
-            return false;
-        }
-        reached = reached.max(to);
-    }
-    reached >= hi
 }
