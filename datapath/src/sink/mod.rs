@@ -4,7 +4,7 @@
 
 mod block;
 mod file;
-mod memory;
+pub mod memory;
 mod ranges;
 pub(crate) mod writer;
 
