@@ -99,11 +99,11 @@ pub fn import(
     progress: &Arc<Progress>,
 ) -> Result<ImportReport, ImportFailure> {
     let started = Instant::now();
-    progress.set_total(source.len());
+    progress.set_total(source.total_len());
     let cfg = DecodeConfig {
         format: spec.format,
         capacity: sink.capacity(),
-        source_len: source.len(),
+        source_len: source.total_len(),
         random_access: source.random_access(),
         memory_limit: spec.memory_limit,
         spill_dir: spec.spill_dir.clone(),
@@ -122,8 +122,7 @@ pub fn import(
             scope.spawn(|| read_source(source.as_mut(), chunk_tx, hash_tx, progress, failed));
         let hash = scope.spawn(move || hasher.map(|h| hash_chunks(h, hash_rx)));
         let decoder = scope.spawn(|| {
-            let input = Box::new(ChannelReader::new(chunk_rx));
-            let r = decode::decode(input, &cfg, &write_tx);
+            let r = decode::decode(ChannelReader::new(chunk_rx), &cfg, &write_tx);
             drop(write_tx);
             r.inspect_err(|_| failed.store(true, Ordering::Relaxed))
         });
@@ -155,10 +154,10 @@ pub fn import(
                 Err(e)
             }
         })?;
-        if let Err(e) = write_result {
-            if !matches!(e, Error::Cancelled) || decode_result.is_ok() {
-                return Err(e);
-            }
+        if let Err(e) = write_result
+            && (!matches!(e, Error::Cancelled) || decode_result.is_ok())
+        {
+            return Err(e);
         }
         let decoded = decode_result?;
         if let (Some(expected), Some(actual)) = (&spec.checksum, hash_result) {

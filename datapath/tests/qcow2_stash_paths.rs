@@ -18,7 +18,7 @@ impl Source for BytesSource {
     fn describe(&self) -> String {
         "test bytes".into()
     }
-    fn len(&self) -> Option<u64> {
+    fn total_len(&self) -> Option<u64> {
         None
     }
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {

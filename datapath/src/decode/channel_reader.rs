@@ -30,21 +30,59 @@ impl ChannelReader {
     }
 }
 
+impl ChannelReader {
+    fn recv(&mut self) -> io::Result<Option<Bytes>> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Chunk::Data(b)) => Ok(Some(b)),
+            Ok(Chunk::End) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the source stopped before the end of the stream",
+            )),
+        }
+    }
+
+    /// The first `n` bytes not yet read (fewer at the end of the stream), without consuming.
+    pub fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.current.len() < n {
+            let mut head = bytes::BytesMut::from(&self.current[..]);
+            while head.len() < n {
+                match self.recv()? {
+                    Some(b) => head.extend_from_slice(&b),
+                    None => break,
+                }
+            }
+            self.current = head.freeze();
+        }
+        Ok(&self.current[..n.min(self.current.len())])
+    }
+
+    /// The next piece of the stream as it arrived, without copying it.
+    pub fn next_bytes(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.current.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.current)));
+        }
+        loop {
+            match self.recv()? {
+                Some(b) if b.is_empty() => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Chunk::Data(b)) => self.current = b,
-                Ok(Chunk::End) => self.ended = true,
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the source stopped before the end of the stream",
-                    ));
-                }
+            match self.recv()? {
+                Some(b) => self.current = b,
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.current.len());

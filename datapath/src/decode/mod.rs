@@ -11,8 +11,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cdi_formats::Format;
 use cdi_formats::qcow2::ConverterStats;
+use cdi_formats::{DETECT_LEN, Format, detect};
 use crossbeam_channel::Sender;
 
 use crate::error::Error;
@@ -63,27 +63,38 @@ pub struct DecodeReport {
 
 /// Runs the decoder over `input`, sending writes to `out`.
 pub(crate) fn decode(
-    input: Box<dyn Read + Send>,
+    mut input: ChannelReader,
     cfg: &DecodeConfig,
     out: &Sender<WriteOp>,
 ) -> Result<DecodeReport, Error> {
     let mut report = DecodeReport::default();
-    if cfg.format == FormatChoice::Raw {
-        report.image_format = Some(Format::Raw);
-        report.image_size = raw::stream(input, cfg, out, &[])?;
+    let head = input.peek(DETECT_LEN).map_err(Error::Source)?;
+    let first = if cfg.format == FormatChoice::Raw {
+        Format::Raw
+    } else {
+        detect(head)
+    };
+    if !first.is_compression() {
+        // The stream is the image itself: raw chunks pass through without a copy.
+        report.image_format = Some(first);
+        check_choice(cfg, first)?;
+        match first {
+            Format::Raw => report.image_size = raw::stream_chunks(input, cfg, out)?,
+            Format::Qcow2 => qcow2::convert(Box::new(input), cfg, true, out, &mut report)?,
+            other => {
+                return Err(Error::UnsupportedFormat {
+                    format: other.name(),
+                });
+            }
+        }
         return Ok(report);
     }
-    let (format, reader, layers) = layers::peel(input, cfg)?;
+    let (format, reader, layers) = layers::peel(Box::new(input), cfg)?;
     report.layers = layers;
     report.image_format = Some(format);
-    if cfg.format == FormatChoice::Qcow2 && format != Format::Qcow2 {
-        return Err(Error::FormatMismatch {
-            what: "image",
-            found: format.name(),
-        });
-    }
+    check_choice(cfg, format)?;
     match format {
-        Format::Qcow2 => qcow2::convert(reader, cfg, report.layers.is_empty(), out, &mut report)?,
+        Format::Qcow2 => qcow2::convert(reader, cfg, false, out, &mut report)?,
         Format::Raw => report.image_size = raw::stream(reader, cfg, out, &report.layers)?,
         other => {
             return Err(Error::UnsupportedFormat {
@@ -92,6 +103,16 @@ pub(crate) fn decode(
         }
     }
     Ok(report)
+}
+
+fn check_choice(cfg: &DecodeConfig, format: Format) -> Result<(), Error> {
+    if cfg.format == FormatChoice::Qcow2 && format != Format::Qcow2 {
+        return Err(Error::FormatMismatch {
+            what: "image",
+            found: format.name(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.

@@ -45,3 +45,27 @@ pub(crate) fn stream(
         offset += n as u64;
     }
 }
+
+/// Streams chunks as they arrived (no decompression layer): no copy at all.
+pub(crate) fn stream_chunks(
+    mut input: super::ChannelReader,
+    cfg: &DecodeConfig,
+    out: &Sender<WriteOp>,
+) -> Result<u64, Error> {
+    let mut offset = 0u64;
+    while let Some(bytes) = input.next_bytes().map_err(Error::Source)? {
+        let end = offset + bytes.len() as u64;
+        if let Some(capacity) = cfg.capacity
+            && end > capacity
+        {
+            return Err(Error::TooLarge {
+                needed: end,
+                capacity,
+            });
+        }
+        out.send(WriteOp { offset, bytes })
+            .map_err(|_| Error::Cancelled)?;
+        offset = end;
+    }
+    Ok(offset)
+}

@@ -57,7 +57,7 @@ impl Source for FileSource {
         self.path.display().to_string()
     }
 
-    fn len(&self) -> Option<u64> {
+    fn total_len(&self) -> Option<u64> {
         self.len
     }
 
@@ -80,7 +80,7 @@ impl Source for StdinSource {
         "standard input".into()
     }
 
-    fn len(&self) -> Option<u64> {
+    fn total_len(&self) -> Option<u64> {
         None
     }
 

@@ -67,7 +67,7 @@ impl Source for HttpSource {
         self.url.clone()
     }
 
-    fn len(&self) -> Option<u64> {
+    fn total_len(&self) -> Option<u64> {
         self.len
     }
 

@@ -22,7 +22,7 @@ pub trait Source: Send {
     /// For messages: a path or URL with credentials removed.
     fn describe(&self) -> String;
     /// Total length when known up front.
-    fn len(&self) -> Option<u64>;
+    fn total_len(&self) -> Option<u64>;
     /// The next chunk, or `None` at the end.
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error>;
     /// Positional reads of the same bytes, when the source allows them.
@@ -42,21 +42,14 @@ impl ReadAt for std::fs::File {
     }
 }
 
-/// Reads a chunk of up to [`CHUNK`] bytes from any reader, filling it unless at EOF.
+/// Reads a chunk of up to [`CHUNK`] bytes from any reader, filling it unless at EOF. The buffer
+/// is not zero-filled first (std reads files into uninitialised capacity).
 pub(crate) fn read_chunk(r: &mut dyn std::io::Read) -> std::io::Result<Option<Bytes>> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if filled == 0 {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(CHUNK);
+    r.take(CHUNK as u64).read_to_end(&mut buf)?;
+    if buf.is_empty() {
         return Ok(None);
     }
-    buf.truncate(filled);
     Ok(Some(Bytes::from(buf)))
 }

@@ -31,7 +31,7 @@ impl L1Entry {
         if offset == 0 {
             return Ok(L1Entry::Unallocated);
         }
-        if offset % header.cluster_size() != 0 {
+        if !offset.is_multiple_of(header.cluster_size()) {
             return Err(Qcow2Error::Misaligned {
                 what: "L2 table",
                 offset,
@@ -92,7 +92,7 @@ impl L2Entry {
             return Err(bad("reserved bits are set"));
         }
         let offset = raw & OFFSET_MASK;
-        if offset % header.cluster_size() != 0 {
+        if !offset.is_multiple_of(header.cluster_size()) {
             return Err(Qcow2Error::Misaligned {
                 what: "data cluster",
                 offset,

@@ -117,7 +117,7 @@ impl Header {
         let (incompat, compat, refcount_order, header_length, compression_byte) = if version == 3 {
             f.need(V3_MIN_HEADER_LEN)?;
             let header_length = f.u32(100) as usize;
-            if header_length < V3_MIN_HEADER_LEN || header_length % 8 != 0 {
+            if header_length < V3_MIN_HEADER_LEN || !header_length.is_multiple_of(8) {
                 return Err(Qcow2Error::MalformedHeader(format!(
                     "header_length {header_length} must be at least 104 and a multiple of 8"
                 )));
@@ -291,7 +291,7 @@ impl Header {
             tables.push(("snapshot table", self.snapshots_offset, 1));
         }
         for &(what, offset, len) in &tables[1..] {
-            if offset % cs != 0 {
+            if !offset.is_multiple_of(cs) {
                 return Err(Qcow2Error::Misaligned {
                     what,
                     offset,

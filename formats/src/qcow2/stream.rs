@@ -384,7 +384,7 @@ impl<S: ClusterStash> StreamConverter<S> {
             if raw == 0 {
                 continue;
             }
-            if raw % self.cs != 0 || raw >= MAX_HOST_OFFSET {
+            if !raw.is_multiple_of(self.cs) || raw >= MAX_HOST_OFFSET {
                 return Err(Qcow2Error::Misaligned {
                     what: "refcount block",
                     offset: raw,
