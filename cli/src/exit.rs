@@ -20,7 +20,7 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::InvalidImage | ErrorKind::Unsupported | ErrorKind::TooLarge => BAD_INPUT,
         ErrorKind::ChecksumMismatch => CHECKSUM,
         ErrorKind::NoSpace | ErrorKind::Io => IO,
-        ErrorKind::Network | ErrorKind::NotFound => NETWORK,
+        ErrorKind::Network | ErrorKind::NotFound | ErrorKind::Auth => NETWORK,
         ErrorKind::Config => USAGE,
     }
 }
@@ -42,6 +42,9 @@ pub fn advice(kind: ErrorKind) -> &'static str {
         ErrorKind::Io => "check the target path and its permissions",
         ErrorKind::Network => "check the URL and the network, then retry",
         ErrorKind::NotFound => "check that the source path or URL exists",
+        ErrorKind::Auth => {
+            "check the credentials, extra headers and CA certificates for the source"
+        }
         ErrorKind::Config => "check the options given",
     }
 }

@@ -19,8 +19,10 @@ pub enum ErrorKind {
     NoSpace,
     /// Reading the source failed in a way a retry may fix.
     Network,
-    /// The source does not exist or is not accessible.
+    /// The source does not exist.
     NotFound,
+    /// The source refused our credentials or TLS could not be verified.
+    Auth,
     /// The target or a local file failed.
     Io,
     /// The request itself is wrong (bad checksum syntax, bad option).

@@ -129,8 +129,7 @@ fn import_bytes(data: Vec<u8>, chunk: usize) -> Vec<u8> {
         &Progress::new(),
     )
     .unwrap_or_else(|f| panic!("import failed: {}", f.error));
-    let out = std::mem::take(&mut image.lock().expect("lock").bytes);
-    out
+    std::mem::take(&mut image.lock().expect("lock").bytes)
 }
 
 proptest! {

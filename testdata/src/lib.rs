@@ -6,6 +6,7 @@
 //! - [`raw`] makes deterministic sparse raw images;
 //! - [`qemu`] wraps `qemu-img` as the conformance oracle.
 
+pub mod http;
 pub mod qcow2;
 pub mod qemu;
 pub mod raw;

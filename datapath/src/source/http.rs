@@ -1,83 +1,441 @@
-//! A plain streaming HTTP(S) GET. Compression is never negotiated or decoded by the client: the
-//! checksum covers the bytes as served and the format is detected from them.
+//! HTTP(S) sources that survive bad networks: a streaming GET that, when the connection drops or
+//! stalls, continues with `Range: bytes=N-` from the last byte received (guarded by `If-Range`,
+//! so a changed file is never mixed with the old one). The pipeline's decoder and hash state are
+//! untouched by a resume, so the result is identical to an uninterrupted download.
+//!
+//! Compression is never negotiated or decoded by the client: the checksum covers the bytes as
+//! served and formats are detected from them.
 
-use std::io::Read;
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Response, StatusCode};
 
-use super::{Source, read_chunk};
+use super::{CHUNK, Source};
 use crate::error::{Error, ErrorKind};
 
-/// One GET, streamed.
+/// How hard to try before giving up on a transient failure.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Total time spent waiting between attempts, at most.
+    pub max_total_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            max_total_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Everything about how to fetch a URL.
+#[derive(Clone, Default)]
+pub struct HttpOptions {
+    pub basic_auth: Option<(String, String)>,
+    /// Extra request headers; values are never logged.
+    pub headers: Vec<(String, String)>,
+    /// PEM CA certificates trusted in addition to the system roots.
+    pub extra_ca_pem: Vec<Vec<u8>>,
+    /// Skip TLS certificate verification (CDI's `insecureSkipVerify` / `INSECURE_TLS`).
+    pub insecure: bool,
+    /// A read that makes no progress for this long counts as a dropped connection.
+    pub read_timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(u, _)| (u, "<redacted>")),
+            )
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("extra_ca_pem", &self.extra_ca_pem.len())
+            .field("insecure", &self.insecure)
+            .field("read_timeout", &self.read_timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// What identifies the version of the file being downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Validator {
+    ETag(String),
+    LastModified(String),
+}
+
+/// A resumable streaming GET.
 pub struct HttpSource {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
     url: String,
-    body: reqwest::blocking::Response,
-    len: Option<u64>,
+    shown: String,
+    options: HttpOptions,
+    response: Option<Response>,
+    /// Bytes delivered to the pipeline so far.
+    offset: u64,
+    /// Bytes of the current response to drop (a server that ignored `Range`).
+    skip: u64,
+    total: Option<u64>,
+    validator: Option<Validator>,
+    /// Resumes after a drop or stall.
+    pub resumes: u32,
 }
 
 impl std::fmt::Debug for HttpSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSource")
-            .field("url", &self.url)
-            .field("len", &self.len)
+            .field("url", &self.shown)
+            .field("offset", &self.offset)
+            .field("total", &self.total)
             .finish()
     }
 }
 
 impl HttpSource {
-    /// Sends the GET and checks the status; the body is read by [`Source::next_chunk`].
+    /// A plain GET with default options.
     pub fn open(url: &str) -> Result<Self, Error> {
+        Self::open_with(url, HttpOptions::default())
+    }
+
+    /// Sends the first GET (retrying transient failures) and checks the answer.
+    pub fn open_with(url: &str, options: HttpOptions) -> Result<Self, Error> {
         let shown = redact(url);
-        let http = |message: String, kind| Error::Http {
+        let config = |message: String| Error::Http {
             url: shown.clone(),
             message,
-            kind,
+            kind: ErrorKind::Config,
         };
-        let client = reqwest::blocking::Client::builder()
-            .user_agent(concat!("cdi-rs/", env!("CARGO_PKG_VERSION")))
-            .timeout(None)
-            .connect_timeout(std::time::Duration::from_secs(30))
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
-            .map_err(|e| http(e.to_string(), ErrorKind::Config))?;
-        let resp = client
-            .get(url)
-            .header(reqwest::header::ACCEPT_ENCODING, "identity")
-            .send()
-            .map_err(|e| http(error_chain(&e), ErrorKind::Network))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let kind = match status.as_u16() {
-                404 | 410 => ErrorKind::NotFound,
-                401 | 403 => ErrorKind::Config,
-                _ => ErrorKind::Network,
-            };
-            return Err(http(format!("server answered {status}"), kind));
+            .map_err(|e| config(format!("starting the HTTP runtime: {e}")))?;
+        let client = build_client(&options).map_err(config)?;
+        let mut source = HttpSource {
+            runtime,
+            client,
+            url: url.to_string(),
+            shown,
+            options,
+            response: None,
+            offset: 0,
+            skip: 0,
+            total: None,
+            validator: None,
+            resumes: 0,
+        };
+        source.connect(true)?;
+        Ok(source)
+    }
+
+    fn http_error(&self, message: impl Into<String>, kind: ErrorKind) -> Error {
+        Error::Http {
+            url: self.shown.clone(),
+            message: message.into(),
+            kind,
         }
-        let len = resp.content_length();
-        Ok(HttpSource {
-            url: shown,
-            body: resp,
-            len,
-        })
+    }
+
+    /// Sends a GET from `self.offset` and installs the response, retrying transient failures.
+    fn connect(&mut self, first: bool) -> Result<(), Error> {
+        let policy = self.options.retry.clone();
+        let mut backoff = policy.initial_backoff;
+        let mut waited = Duration::ZERO;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.try_connect(first) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let (retryable, wait_hint) = match &err {
+                Attempt::Retry(_, hint) => (true, *hint),
+                Attempt::Fatal(_) => (false, None),
+            };
+            let error = err.into_error();
+            if !retryable || attempt >= policy.max_attempts {
+                return Err(error);
+            }
+            let wait = wait_hint.unwrap_or(backoff).min(policy.max_backoff);
+            if waited + wait > policy.max_total_wait {
+                return Err(error);
+            }
+            tracing::warn!(url = %self.shown, attempt, wait_s = wait.as_secs_f64(), error = %error, "HTTP attempt failed; retrying.");
+            std::thread::sleep(wait);
+            waited += wait;
+            backoff = (backoff * 2).min(policy.max_backoff);
+        }
+    }
+
+    fn try_connect(&mut self, first: bool) -> Result<(), Attempt> {
+        let mut request = self.client.get(&self.url);
+        if let Some((user, password)) = &self.options.basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let resuming = self.offset > 0;
+        if resuming {
+            request = request.header(header::RANGE, format!("bytes={}-", self.offset));
+            match &self.validator {
+                Some(Validator::ETag(tag)) => request = request.header(header::IF_RANGE, tag),
+                Some(Validator::LastModified(date)) => {
+                    request = request.header(header::IF_RANGE, date)
+                }
+                None => {}
+            }
+        }
+        let response = self
+            .runtime
+            .block_on(request.send())
+            .map_err(|e| self.classify(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(status, &response));
+        }
+        let validator = validator_of(response.headers());
+        if first {
+            self.total = response.content_length();
+            self.validator = validator;
+            self.response = Some(response);
+            return Ok(());
+        }
+        match status {
+            StatusCode::PARTIAL_CONTENT => {
+                let start = content_range_start(response.headers());
+                if start != Some(self.offset) {
+                    return Err(Attempt::Fatal(self.http_error(
+                        format!("asked to resume at byte {}, the server answered a range starting at {start:?}", self.offset),
+                        ErrorKind::Network,
+                    )));
+                }
+                tracing::info!(url = %self.shown, offset = self.offset, "Resumed the download with a range request.");
+                self.skip = 0;
+            }
+            _ => {
+                // A full answer: either Range is not supported, or If-Range failed because the
+                // file changed. Mixing two versions is never acceptable.
+                if self.validator.is_some() && validator != self.validator {
+                    return Err(Attempt::Fatal(self.http_error(
+                        "the file changed on the server during the download (ETag/Last-Modified differ); the import must start over",
+                        ErrorKind::Network,
+                    )));
+                }
+                if let (Some(total), Some(len)) = (self.total, response.content_length())
+                    && total != len
+                {
+                    return Err(Attempt::Fatal(self.http_error(
+                        format!("the file changed on the server during the download ({total} bytes, now {len}); the import must start over"),
+                        ErrorKind::Network,
+                    )));
+                }
+                tracing::warn!(url = %self.shown, offset = self.offset, "The server does not support range requests; reading again from the start and skipping the bytes already received.");
+                self.skip = self.offset;
+            }
+        }
+        self.response = Some(response);
+        Ok(())
+    }
+
+    fn classify(&self, e: &reqwest::Error) -> Attempt {
+        let message = error_chain(e);
+        let tls = message.contains("certificate")
+            || message.contains("UnknownIssuer")
+            || message.contains("InvalidCertificate");
+        if tls {
+            return Attempt::Fatal(self.http_error(
+                format!("TLS verification failed: {message}; provide the CA (certConfigMap) or use insecureSkipVerify"),
+                ErrorKind::Auth,
+            ));
+        }
+        if e.is_builder() {
+            return Attempt::Fatal(self.http_error(message, ErrorKind::Config));
+        }
+        Attempt::Retry(self.http_error(message, ErrorKind::Network), None)
+    }
+
+    fn status_error(&self, status: StatusCode, response: &Response) -> Attempt {
+        let message = format!("the server answered {status}");
+        match status.as_u16() {
+            404 | 410 => Attempt::Fatal(self.http_error(message, ErrorKind::NotFound)),
+            401 | 403 | 407 => Attempt::Fatal(self.http_error(
+                format!("{message}: check the credentials (secretRef) and extra headers"),
+                ErrorKind::Auth,
+            )),
+            408 | 425 | 429 | 500..=599 => {
+                let hint = response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Attempt::Retry(self.http_error(message, ErrorKind::Network), hint)
+            }
+            _ => Attempt::Fatal(self.http_error(message, ErrorKind::Network)),
+        }
+    }
+
+    /// Reads the next piece of the current response, honouring the stall timeout.
+    fn read_some(&mut self) -> Result<Option<Bytes>, Error> {
+        let Some(response) = self.response.as_mut() else {
+            return Ok(None);
+        };
+        let read = response.chunk();
+        let outcome = match self.options.read_timeout {
+            Some(t) => match self
+                .runtime
+                .block_on(async { tokio::time::timeout(t, read).await })
+            {
+                Ok(r) => r.map_err(|e| error_chain(&e)),
+                Err(_) => Err(format!("no data for {} s", t.as_secs_f64())),
+            },
+            None => self.runtime.block_on(read).map_err(|e| error_chain(&e)),
+        };
+        match outcome {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => {
+                if let Some(total) = self.total
+                    && self.offset < total
+                {
+                    return Err(self.http_error(
+                        format!("the body ended at byte {} of {total}", self.offset),
+                        ErrorKind::Network,
+                    ));
+                }
+                self.response = None;
+                Ok(None)
+            }
+            Err(message) => {
+                Err(self.http_error(format!("reading the body: {message}"), ErrorKind::Network))
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Retry(Error, Option<Duration>),
+    Fatal(Error),
+}
+
+impl Attempt {
+    fn into_error(self) -> Error {
+        match self {
+            Attempt::Retry(e, _) | Attempt::Fatal(e) => e,
+        }
     }
 }
 
 impl Source for HttpSource {
     fn describe(&self) -> String {
-        self.url.clone()
+        self.shown.clone()
     }
 
     fn total_len(&self) -> Option<u64> {
-        self.len
+        self.total
     }
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        read_chunk(&mut self.body as &mut dyn Read).map_err(|e| Error::Http {
-            url: self.url.clone(),
-            message: format!("reading the body: {e}"),
-            kind: ErrorKind::Network,
-        })
+        let mut chunk = BytesMut::new();
+        while chunk.len() < CHUNK {
+            match self.read_some() {
+                Ok(Some(mut bytes)) => {
+                    if self.skip > 0 {
+                        let drop = (self.skip as usize).min(bytes.len());
+                        self.skip -= drop as u64;
+                        let _ = bytes.split_to(drop);
+                    }
+                    self.offset += bytes.len() as u64;
+                    if chunk.is_empty() && bytes.len() >= CHUNK {
+                        return Ok(Some(bytes));
+                    }
+                    chunk.extend_from_slice(&bytes);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The connection dropped or stalled: resume from what we have.
+                    tracing::warn!(url = %self.shown, offset = self.offset, error = %e, "Download interrupted; resuming.");
+                    self.response = None;
+                    self.resumes += 1;
+                    if self.resumes > self.options.retry.max_attempts * 4 {
+                        return Err(e);
+                    }
+                    self.connect(false)?;
+                }
+            }
+        }
+        Ok((!chunk.is_empty()).then(|| chunk.freeze()))
     }
+}
+
+fn build_client(options: &HttpOptions) -> Result<Client, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    for (name, value) in &options.headers {
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("invalid extra header name {name:?}"))?;
+        let mut value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("invalid value for extra header {name}"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    let mut builder = Client::builder()
+        .user_agent(
+            options
+                .user_agent
+                .clone()
+                .unwrap_or_else(|| concat!("cdi-rs/", env!("CARGO_PKG_VERSION")).to_string()),
+        )
+        .default_headers(headers)
+        .connect_timeout(Duration::from_secs(30))
+        .tls_danger_accept_invalid_certs(options.insecure);
+    let mut certs = Vec::new();
+    for pem in &options.extra_ca_pem {
+        certs.extend(
+            reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("reading a CA certificate: {e}"))?,
+        );
+    }
+    if !certs.is_empty() {
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("building the HTTP client: {}", error_chain(&e)))
+}
+
+fn validator_of(headers: &HeaderMap) -> Option<Validator> {
+    let get = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    match get(header::ETAG) {
+        // A weak ETag cannot be used with If-Range.
+        Some(tag) if !tag.starts_with("W/") => Some(Validator::ETag(tag)),
+        _ => get(header::LAST_MODIFIED).map(Validator::LastModified),
+    }
+}
+
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let range = v.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
 }
 
 /// The URL without user information, for logs and messages.

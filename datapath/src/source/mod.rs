@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::error::Error;
 
 pub use file::{FileSource, StdinSource};
-pub use http::HttpSource;
+pub use http::{HttpOptions, HttpSource, RetryPolicy, redact};
 
 /// Chunk size for sources that read into their own buffers.
 pub const CHUNK: usize = 1 << 20;
