@@ -85,6 +85,10 @@ pub enum Error {
     },
     #[error("no space left on the target while writing {path}: free space or use a larger volume")]
     NoSpace { path: String },
+    #[error("refusing the archive: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error("{0}")]
+    Config(String),
     #[error("the import was cancelled")]
     Cancelled,
 }
@@ -109,11 +113,12 @@ impl Error {
             Error::SourceTruncated => ErrorKind::Network,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
-            Error::BadChecksumSpec(_) => ErrorKind::Config,
+            Error::BadChecksumSpec(_) | Error::Config(_) => ErrorKind::Config,
             Error::Source(_) => ErrorKind::Io,
             Error::SourceNotFound(_) => ErrorKind::NotFound,
             Error::Http { kind, .. } => *kind,
             Error::Target { .. } | Error::Cancelled => ErrorKind::Io,
+            Error::Archive(_) => ErrorKind::InvalidImage,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
         }
     }

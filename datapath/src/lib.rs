@@ -8,6 +8,7 @@
 //!                          Sink (file: sparse + rename; block: punch/write) ◄──┘ writer (holes)
 //! ```
 
+pub mod archive;
 pub mod checksum;
 pub mod decode;
 pub mod error;
@@ -20,5 +21,7 @@ pub mod verify;
 pub use checksum::{Algorithm, Checksum};
 pub use decode::{DecodeReport, FormatChoice};
 pub use error::{Error, ErrorKind};
-pub use pipeline::{DEFAULT_MEMORY_LIMIT, ImportFailure, ImportReport, ImportSpec, import};
+pub use pipeline::{
+    DEFAULT_MEMORY_LIMIT, ExtractReport, ImportFailure, ImportReport, ImportSpec, extract, import,
+};
 pub use progress::{Progress, ProgressSnapshot};

@@ -236,3 +236,95 @@ fn write_all(w: &mut Writer, rx: Receiver<WriteOp>) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// What an archive extraction did.
+#[derive(Debug, Clone)]
+pub struct ExtractReport {
+    pub source_bytes: u64,
+    /// Compression layers around the tar stream, outermost first.
+    pub layers: Vec<Format>,
+    /// Bytes of file content unpacked.
+    pub unpacked: u64,
+    pub checksum: Option<Checksum>,
+    pub elapsed: Duration,
+}
+
+/// Unpacks a (possibly compressed) tar stream from `source` into the directory `dest`. Entries
+/// land in a staging directory and are moved into `dest` only after the stream and its checksum
+/// are verified; on failure the staging directory is removed.
+pub fn extract(
+    mut source: Box<dyn Source>,
+    dest: &std::path::Path,
+    spec: &ImportSpec,
+    progress: &Arc<Progress>,
+) -> Result<ExtractReport, ImportFailure> {
+    let started = Instant::now();
+    progress.set_total(source.total_len());
+    let staging = dest.join(crate::archive::STAGING);
+    let fail = |error: Error| {
+        let _ = std::fs::remove_dir_all(&staging);
+        ImportFailure {
+            error,
+            target_state: format!("nothing was left in {}", dest.display()),
+        }
+    };
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| fail(Error::target("creating", &staging, e)))?;
+    let cfg = DecodeConfig {
+        format: FormatChoice::Auto,
+        capacity: None,
+        source_len: source.total_len(),
+        random_access: None,
+        memory_limit: spec.memory_limit,
+        spill_dir: spec.spill_dir.clone(),
+        threads: spec.threads,
+    };
+    let failed = AtomicBool::new(false);
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
+    let (hash_tx, hash_rx) = bounded::<Chunk>(CHUNK_QUEUE);
+    let hasher = spec.checksum.as_ref().map(|c| Hasher::new(c.algorithm));
+    let (read_result, hash_result, unpack_result) = std::thread::scope(|scope| {
+        let failed = &failed;
+        let hash_tx = hasher.is_some().then_some(hash_tx);
+        let reader =
+            scope.spawn(|| read_source(source.as_mut(), chunk_tx, hash_tx, progress, failed));
+        let hash = scope.spawn(move || hasher.map(|h| hash_chunks(h, hash_rx)));
+        let unpacker = scope.spawn(|| {
+            let r = (|| {
+                let (format, reader, layers) =
+                    decode::peel(Box::new(ChannelReader::new(chunk_rx)), &cfg)?;
+                if format != Format::Raw {
+                    return Err(Error::FormatMismatch {
+                        what: "archive",
+                        found: format.name(),
+                    });
+                }
+                let unpacked = crate::archive::unpack(reader, &staging)?;
+                Ok((layers, unpacked))
+            })();
+            r.inspect_err(|_| failed.store(true, Ordering::Relaxed))
+        });
+        (
+            reader.join().unwrap_or(Err(Error::Cancelled)),
+            hash.join().unwrap_or(None),
+            unpacker.join().unwrap_or(Err(Error::Cancelled)),
+        )
+    });
+    let source_bytes = match read_result {
+        Ok(n) => n,
+        Err(Error::Cancelled) => 0,
+        Err(e) => return Err(fail(e)),
+    };
+    let (layers, unpacked) = unpack_result.map_err(fail)?;
+    if let (Some(expected), Some(actual)) = (&spec.checksum, hash_result) {
+        expected.verify(actual).map_err(fail)?;
+    }
+    crate::archive::commit(&staging, dest).map_err(fail)?;
+    Ok(ExtractReport {
+        source_bytes,
+        layers,
+        unpacked,
+        checksum: spec.checksum.clone(),
+        elapsed: started.elapsed(),
+    })
+}

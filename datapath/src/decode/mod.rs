@@ -21,6 +21,7 @@ use crate::source::ReadAt;
 
 pub(crate) use channel_reader::{ChannelReader, Chunk};
 pub use layers::MAX_LAYERS;
+pub(crate) use layers::peel;
 
 /// What the image format is, when the caller knows better than the magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

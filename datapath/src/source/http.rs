@@ -50,6 +50,8 @@ pub struct HttpOptions {
     pub read_timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub user_agent: Option<String>,
+    /// Counts resumes after drops and stalls (shared, so metrics can read it).
+    pub resumes: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -92,8 +94,6 @@ pub struct HttpSource {
     skip: u64,
     total: Option<u64>,
     validator: Option<Validator>,
-    /// Resumes after a drop or stall.
-    pub resumes: u32,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -136,7 +136,6 @@ impl HttpSource {
             skip: 0,
             total: None,
             validator: None,
-            resumes: 0,
         };
         source.connect(true)?;
         Ok(source)
@@ -367,8 +366,12 @@ impl Source for HttpSource {
                     // The connection dropped or stalled: resume from what we have.
                     tracing::warn!(url = %self.shown, offset = self.offset, error = %e, "Download interrupted; resuming.");
                     self.response = None;
-                    self.resumes += 1;
-                    if self.resumes > self.options.retry.max_attempts * 4 {
+                    let resumes = self
+                        .options
+                        .resumes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1;
+                    if resumes > self.options.retry.max_attempts * 4 {
                         return Err(e);
                     }
                     self.connect(false)?;

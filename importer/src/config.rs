@@ -1,0 +1,300 @@
+//! CDI's importer environment contract, validated into a [`Config`]. Every invalid value is an
+//! error that names its variable.
+
+use std::path::PathBuf;
+
+use cdi_datapath::Checksum;
+
+use crate::paths::Paths;
+use crate::size::parse_quantity;
+
+/// Where the data comes from (`IMPORTER_SOURCE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    Http {
+        url: String,
+    },
+    /// `none`: a blank disk.
+    Blank,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    Kubevirt,
+    Archive,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: SourceKind,
+    pub content_type: ContentType,
+    /// `IMPORTER_IMAGE_SIZE`: the PVC request (after inflation).
+    pub image_size: Option<u64>,
+    pub owner_uid: String,
+    pub filesystem_overhead: f64,
+    pub preallocation: bool,
+    pub insecure_tls: bool,
+    pub basic_auth: Option<(String, String)>,
+    pub cert_dirs: Vec<PathBuf>,
+    pub extra_headers: Vec<(String, String)>,
+    pub checksum: Option<Checksum>,
+    /// `CACHE_MODE=TRYNONE` after an OOM kill: we stream with bounded memory either way.
+    pub cache_mode_try_none: bool,
+}
+
+/// A bad environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {message}")]
+pub struct ConfigError {
+    pub var: String,
+    pub message: String,
+}
+
+fn bad(var: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var: var.to_string(),
+        message: message.into(),
+    }
+}
+
+fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Ok(true),
+        "false" | "0" | "f" | "no" => Ok(false),
+        other => Err(bad(var, format!("{other:?} is not true or false"))),
+    }
+}
+
+impl Config {
+    /// `env` reads one variable; `vars` lists all (for `IMPORTER_EXTRA_HEADER_<i>`).
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        vars: &[(String, String)],
+        paths: &Paths,
+    ) -> Result<Config, ConfigError> {
+        let get = |n: &str| env(n).filter(|v| !v.trim().is_empty());
+        let source = match get("IMPORTER_SOURCE").as_deref().unwrap_or("http") {
+            "http" => {
+                let url = get("IMPORTER_ENDPOINT")
+                    .ok_or_else(|| bad("IMPORTER_ENDPOINT", "is required for the http source"))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad(
+                        "IMPORTER_ENDPOINT",
+                        format!("{url:?} is not an http(s) URL"),
+                    ));
+                }
+                SourceKind::Http { url }
+            }
+            "none" => SourceKind::Blank,
+            s @ ("s3" | "gcs" | "registry" | "imageio" | "vddk") => {
+                return Err(bad(
+                    "IMPORTER_SOURCE",
+                    format!("source {s:?} is not supported by this importer yet"),
+                ));
+            }
+            other => {
+                return Err(bad(
+                    "IMPORTER_SOURCE",
+                    format!("unknown data source {other:?}"),
+                ));
+            }
+        };
+        let content_type = match get("IMPORTER_CONTENTTYPE").as_deref().unwrap_or("kubevirt") {
+            "kubevirt" => ContentType::Kubevirt,
+            "archive" => ContentType::Archive,
+            other => {
+                return Err(bad(
+                    "IMPORTER_CONTENTTYPE",
+                    format!("{other:?} is not kubevirt or archive"),
+                ));
+            }
+        };
+        if content_type == ContentType::Archive && source == SourceKind::Blank {
+            return Err(bad(
+                "IMPORTER_CONTENTTYPE",
+                "archive content cannot be used with a blank disk",
+            ));
+        }
+        let image_size = get("IMPORTER_IMAGE_SIZE")
+            .map(|v| {
+                parse_quantity(&v)
+                    .ok_or_else(|| bad("IMPORTER_IMAGE_SIZE", format!("{v:?} is not a size")))
+            })
+            .transpose()?;
+        let filesystem_overhead = match get("FILESYSTEM_OVERHEAD") {
+            None => 0.0,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|o| (0.0..1.0).contains(o))
+                .ok_or_else(|| {
+                    bad(
+                        "FILESYSTEM_OVERHEAD",
+                        format!("{v:?} is not a fraction between 0 and 1"),
+                    )
+                })?,
+        };
+        // Upstream requires PREALLOCATION; a missing value means false here.
+        let preallocation = get("PREALLOCATION")
+            .map(|v| parse_bool("PREALLOCATION", &v))
+            .transpose()?
+            .unwrap_or(false);
+        let insecure_tls = get("INSECURE_TLS")
+            .map(|v| parse_bool("INSECURE_TLS", &v))
+            .transpose()?
+            .unwrap_or(false);
+        let basic_auth = match (get("IMPORTER_ACCESS_KEY_ID"), get("IMPORTER_SECRET_KEY")) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => {
+                return Err(bad(
+                    "IMPORTER_ACCESS_KEY_ID",
+                    "IMPORTER_ACCESS_KEY_ID and IMPORTER_SECRET_KEY must be given together",
+                ));
+            }
+        };
+        let cert_dirs = ["IMPORTER_CERT_DIR", "IMPORTER_PROXY_CERT_DIR"]
+            .iter()
+            .filter_map(|v| get(v).map(|d| paths.container(&d)))
+            .collect();
+        let mut extra_headers = Vec::new();
+        let mut numbered: Vec<(u32, &String, &String)> = vars
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("IMPORTER_EXTRA_HEADER_").map(|i| (i, k, v)))
+            .map(|(i, k, v)| {
+                i.parse::<u32>()
+                    .map(|i| (i, k, v))
+                    .map_err(|_| bad(k, "the suffix must be a number"))
+            })
+            .collect::<Result<_, _>>()?;
+        numbered.sort();
+        for (_, k, v) in numbered {
+            extra_headers.push(parse_header(k, v)?);
+        }
+        if let Ok(dir) = std::fs::read_dir(&paths.extra_headers) {
+            let mut files: Vec<_> = dir
+                .flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .collect();
+            files.sort_by_key(|e| e.file_name());
+            for f in files {
+                if f.path().is_file() {
+                    let v = std::fs::read_to_string(f.path())
+                        .map_err(|e| bad("/extraheaders", e.to_string()))?;
+                    extra_headers.push(parse_header("/extraheaders", v.trim())?);
+                }
+            }
+        }
+        let checksum = get("IMPORTER_CHECKSUM")
+            .map(|v| {
+                v.parse::<Checksum>()
+                    .map_err(|e| bad("IMPORTER_CHECKSUM", e.to_string()))
+            })
+            .transpose()?;
+        let cache_mode_try_none = match get("CACHE_MODE").as_deref() {
+            None => false,
+            Some("TRYNONE") => true,
+            Some(other) => return Err(bad("CACHE_MODE", format!("{other:?} is not TRYNONE"))),
+        };
+        Ok(Config {
+            source,
+            content_type,
+            image_size,
+            owner_uid: get("OWNER_UID").unwrap_or_default(),
+            filesystem_overhead,
+            preallocation,
+            insecure_tls,
+            basic_auth,
+            cert_dirs,
+            extra_headers,
+            checksum,
+            cache_mode_try_none,
+        })
+    }
+}
+
+fn parse_header(var: &str, v: &str) -> Result<(String, String), ConfigError> {
+    let (name, value) = v
+        .split_once(':')
+        .ok_or_else(|| bad(var, "expected \"Name: value\""))?;
+    if name.trim().is_empty() || name.contains(char::is_whitespace) {
+        return Err(bad(var, "the header name is empty or has spaces"));
+    }
+    Ok((name.trim().to_string(), value.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let list: Vec<(String, String)> = map.clone().into_iter().collect();
+        let paths = Paths::from_env(&|n| {
+            if n == "CDI_ROOT" {
+                Some("/nonexistent-root".into())
+            } else {
+                None
+            }
+        });
+        Config::from_env(&|n| map.get(n).cloned(), &list, &paths)
+    }
+
+    #[test]
+    fn upstreams_http_env_is_accepted() {
+        let c = config(&[
+            ("IMPORTER_SOURCE", "http"),
+            ("IMPORTER_ENDPOINT", "http://127.0.0.1/disk.qcow2"),
+            ("IMPORTER_CONTENTTYPE", "kubevirt"),
+            ("IMPORTER_IMAGE_SIZE", "1138166334"),
+            ("OWNER_UID", "uid-1"),
+            ("FILESYSTEM_OVERHEAD", "0.06"),
+            ("INSECURE_TLS", "false"),
+            ("PREALLOCATION", "false"),
+            ("IMPORTER_EXTRA_HEADER_1", "X-B: 2"),
+            ("IMPORTER_EXTRA_HEADER_0", "X-A: 1"),
+            ("CACHE_MODE", ""),
+            ("IMPORTER_CERT_DIR", "/certs"),
+        ])
+        .expect("valid");
+        assert_eq!(c.image_size, Some(1_138_166_334));
+        assert_eq!(
+            c.extra_headers,
+            vec![("X-A".into(), "1".into()), ("X-B".into(), "2".into())]
+        );
+        assert_eq!(c.cert_dirs, vec![PathBuf::from("/nonexistent-root/certs")]);
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_variable() {
+        let base = [("IMPORTER_ENDPOINT", "http://x/")];
+        let cases: [(&str, &str); 8] = [
+            ("PREALLOCATION", "maybe"),
+            ("INSECURE_TLS", "2"),
+            ("FILESYSTEM_OVERHEAD", "1.5"),
+            ("IMPORTER_IMAGE_SIZE", "10X"),
+            ("IMPORTER_CHECKSUM", "sha256:123"),
+            ("IMPORTER_CONTENTTYPE", "iso"),
+            ("IMPORTER_SOURCE", "s3"),
+            ("CACHE_MODE", "FAST"),
+        ];
+        for (var, value) in cases {
+            let mut vars = base.to_vec();
+            vars.push((var, value));
+            let err = config(&vars).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+        }
+        assert_eq!(
+            config(&[("IMPORTER_SOURCE", "http")])
+                .expect_err("no url")
+                .var,
+            "IMPORTER_ENDPOINT"
+        );
+    }
+}

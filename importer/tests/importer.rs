@@ -1,0 +1,560 @@
+//! The real `cdi-importer` binary, run as a process with CDI's environment and a temporary
+//! directory standing in for the pod's mounts (`CDI_ROOT`). Termination messages are checked
+//! literally.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cdi_testdata::http::{Behaviour, TestServer};
+use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
+use cdi_testdata::raw::{Rng, text};
+
+struct Pod {
+    root: tempfile::TempDir,
+}
+
+impl Pod {
+    fn filesystem() -> Pod {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("data")).expect("data");
+        std::fs::create_dir_all(root.path().join("dev")).expect("dev");
+        Pod { root }
+    }
+
+    fn block(size: usize) -> Pod {
+        let pod = Pod::filesystem();
+        std::fs::remove_dir(pod.path("data")).expect("rm data");
+        std::fs::write(pod.path("dev/cdi-block-volume"), vec![0xffu8; size]).expect("device");
+        pod
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.root.path().join(p)
+    }
+
+    fn run(&self, env: &[(&str, &str)]) -> (i32, String) {
+        let status = Command::new(env!("CARGO_BIN_EXE_cdi-importer"))
+            .env_clear()
+            .env("CDI_ROOT", self.root.path())
+            .env("CDI_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .status()
+            .expect("run cdi-importer");
+        let message = std::fs::read_to_string(self.path("dev/termination-log")).unwrap_or_default();
+        (status.code().unwrap_or(-1), message)
+    }
+}
+
+fn qcow2_image() -> Qcow2Builder {
+    let mut rng = Rng::new(11);
+    let mut b = Qcow2Builder::new(16, 16 << 20);
+    for g in 0..256u64 {
+        match rng.below(4) {
+            0 => {
+                b.clusters
+                    .insert(g, Cluster::Compressed(text(&mut rng, 65536)));
+            }
+            1 => {
+                let mut d = vec![0u8; 65536];
+                rng.fill(&mut d);
+                b.clusters.insert(g, Cluster::Data(d));
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+fn serve(body: Vec<u8>) -> TestServer {
+    TestServer::start(Behaviour {
+        body,
+        etag: Some("\"x\"".into()),
+        ranges: true,
+        ..Behaviour::default()
+    })
+}
+
+fn sha256(data: &[u8]) -> String {
+    use std::fmt::Write;
+    let out = Command::new("sha256sum")
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::io::Write::write_all(c.stdin.as_mut().expect("stdin"), data)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+    );
+    s
+}
+
+const SIZE_1GI_INFLATED: &str = "1138166334";
+
+#[test]
+fn http_qcow2_import_writes_the_disk_grown_to_the_usable_size() {
+    let b = qcow2_image();
+    let srv = serve(b.build());
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_CONTENTTYPE", "kubevirt"),
+        ("IMPORTER_IMAGE_SIZE", SIZE_1GI_INFLATED),
+        ("OWNER_UID", "uid-1"),
+        ("FILESYSTEM_OVERHEAD", "0.06"),
+        ("INSECURE_TLS", "false"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    let disk = std::fs::read(pod.path("data/disk.img")).expect("disk.img");
+    assert_eq!(
+        disk.len(),
+        1 << 30,
+        "grown to the usable size of the inflated request"
+    );
+    assert!(disk[..16 << 20] == b.expected_raw()[..]);
+    assert!(disk[16 << 20..].iter().all(|&x| x == 0));
+}
+
+#[test]
+fn http_raw_gz_with_a_valid_checksum_imports() {
+    let raw = cdi_testdata::raw::sparse_disk(3, 4 << 20, 65536);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).expect("gz");
+    let served = gz.finish().expect("gz");
+    let checksum = format!("sha256:{}", sha256(&served));
+    let srv = serve(served);
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_CHECKSUM", &checksum),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    let disk = std::fs::read(pod.path("data/disk.img")).expect("disk.img");
+    assert!(disk[..raw.len()] == raw[..]);
+}
+
+#[test]
+fn checksum_mismatch_exits_zero_with_a_terminal_reason_and_no_disk() {
+    let srv = serve(qcow2_image().build());
+    let pod = Pod::filesystem();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_CHECKSUM", &wrong),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 0);
+    assert!(msg.starts_with(r#"{"preallocationApplied":false,"message":"Unable to process data: checksum mismatch: expected sha256:0000"#), "{msg}");
+    assert!(
+        msg.ends_with(r#""reason":"ChecksumMismatch","terminal":true}"#),
+        "{msg}"
+    );
+    assert!(!pod.path("data/disk.img").exists());
+    assert_eq!(
+        std::fs::read_dir(pod.path("data")).expect("data").count(),
+        0,
+        "no partial file left"
+    );
+}
+
+#[test]
+fn not_found_is_a_terminal_failure_with_upstreams_wording() {
+    let srv = serve(vec![1, 2, 3]);
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/missing")),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 1);
+    let mut lines = msg.lines();
+    let first = lines.next().unwrap_or("");
+    assert!(
+        first.starts_with(
+            "Unable to connect to http data source: HTTP request to http://127.0.0.1:"
+        ),
+        "{msg}"
+    );
+    assert!(
+        first.ends_with("failed: the server answered 404 Not Found"),
+        "{msg}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some(r#"{"reason":"NotFound","terminal":true}"#)
+    );
+}
+
+#[test]
+fn image_larger_than_the_volume_is_refused_before_writing() {
+    let srv = serve(qcow2_image().build());
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_IMAGE_SIZE", "8Mi"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("the image needs 16777216 bytes but the target holds only 8388608"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(r#"{"reason":"ImageTooLarge","terminal":true}"#),
+        "{msg}"
+    );
+    assert!(!pod.path("data/disk.img").exists());
+}
+
+#[test]
+fn blank_disk_is_sparse_and_sized_like_upstream() {
+    let pod = Pod::filesystem();
+    let env = [
+        ("IMPORTER_SOURCE", "none"),
+        ("IMPORTER_IMAGE_SIZE", SIZE_1GI_INFLATED),
+        ("FILESYSTEM_OVERHEAD", "0.06"),
+        ("PREALLOCATION", "false"),
+    ];
+    let (code, msg) = pod.run(&env);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    let meta = std::fs::metadata(pod.path("data/disk.img")).expect("disk.img");
+    assert_eq!(meta.len(), 1 << 30);
+    assert!(
+        cdi_testdata::qemu::allocated_bytes(&pod.path("data/disk.img")) < 1 << 20,
+        "sparse"
+    );
+}
+
+#[test]
+fn blank_disk_with_preallocation_is_allocated() {
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "none"),
+        ("IMPORTER_IMAGE_SIZE", "64Mi"),
+        ("PREALLOCATION", "true"),
+    ]);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":true,"message":"Import Complete"}"#
+        )
+    );
+    assert!(cdi_testdata::qemu::allocated_bytes(&pod.path("data/disk.img")) >= 64 << 20);
+}
+
+#[test]
+fn block_volume_gets_the_image_with_zero_ranges_zeroed() {
+    let b = qcow2_image();
+    let srv = serve(b.build());
+    let pod = Pod::block(20 << 20);
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("FILESYSTEM_OVERHEAD", "0"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    let dev = std::fs::read(pod.path("dev/cdi-block-volume")).expect("device");
+    assert_eq!(dev.len(), 20 << 20, "a device is never resized");
+    assert!(
+        dev[..16 << 20] == b.expected_raw()[..],
+        "zero ranges were punched, not left as 0xff"
+    );
+    assert!(
+        dev[16 << 20..].iter().all(|&x| x == 0xff),
+        "bytes past the image are untouched"
+    );
+}
+
+fn tar_gz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    build(&mut t);
+    let data = t.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &data).expect("gz");
+    gz.finish().expect("gz")
+}
+
+fn file_header(path: &str, len: usize, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(len as u64);
+    h.set_mode(mode);
+    h.set_entry_type(tar::EntryType::Regular);
+    let _ = h.set_path(path);
+    h.set_cksum();
+    h
+}
+
+#[test]
+fn archive_is_unpacked_into_data_keeping_permissions_not_owners() {
+    let archive = tar_gz(|t| {
+        let mut h = file_header("dir/hello.txt", 5, 0o640);
+        h.set_uid(4242);
+        h.set_cksum();
+        t.append(&h, &b"hello"[..]).expect("append");
+        t.append(&file_header("run.sh", 2, 0o4755), &b"#!"[..])
+            .expect("append");
+    });
+    let srv = serve(archive);
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_CONTENTTYPE", "archive"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let hello = pod.path("data/dir/hello.txt");
+    assert_eq!(std::fs::read(&hello).expect("hello"), b"hello");
+    assert_eq!(
+        std::fs::metadata(&hello)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o640
+    );
+    assert_ne!(std::fs::metadata(&hello).expect("meta").uid(), 4242);
+    assert_eq!(
+        std::fs::metadata(pod.path("data/run.sh"))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o755,
+        "no set-uid"
+    );
+    assert!(!pod.path("data/.cdi-archive-partial").exists());
+}
+
+fn hostile(name: &str, build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) {
+    let srv = serve(tar_gz(build));
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_CONTENTTYPE", "archive"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 1, "{name}: {msg}");
+    assert!(msg.contains("refusing the archive"), "{name}: {msg}");
+    assert!(
+        msg.ends_with(r#"{"reason":"InvalidImage","terminal":true}"#),
+        "{name}: {msg}"
+    );
+    let left: Vec<_> = std::fs::read_dir(pod.path("data"))
+        .expect("data")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{name}: nothing may be left in /data, found {left:?}"
+    );
+    let outside: Vec<_> = std::fs::read_dir(pod.root.path())
+        .expect("root")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        outside.len(),
+        2,
+        "{name}: nothing written beside /data: {outside:?}"
+    );
+}
+
+fn raw_entry(
+    t: &mut tar::Builder<Vec<u8>>,
+    name: &[u8],
+    kind: tar::EntryType,
+    link: Option<&[u8]>,
+    data: &[u8],
+) {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    if let Some(l) = link {
+        h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+    }
+    h.set_entry_type(kind);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append(&h, data).expect("append");
+}
+
+#[test]
+fn hostile_archives_are_refused_with_nothing_written_outside_data() {
+    hostile("absolute path", |t| {
+        raw_entry(t, b"/abs.txt", tar::EntryType::Regular, None, b"x")
+    });
+    hostile("dot-dot", |t| {
+        raw_entry(
+            t,
+            b"a/../../escape.txt",
+            tar::EntryType::Regular,
+            None,
+            b"x",
+        )
+    });
+    hostile("symlink outside", |t| {
+        raw_entry(t, b"link", tar::EntryType::Symlink, Some(b"../../etc"), b"")
+    });
+    hostile("absolute symlink", |t| {
+        raw_entry(t, b"link", tar::EntryType::Symlink, Some(b"/etc"), b"")
+    });
+    hostile("hard link outside", |t| {
+        raw_entry(t, b"hl", tar::EntryType::Link, Some(b"../x"), b"")
+    });
+    hostile("device node", |t| {
+        raw_entry(t, b"dev", tar::EntryType::Char, None, b"")
+    });
+    hostile("fifo", |t| {
+        raw_entry(t, b"fifo", tar::EntryType::Fifo, None, b"")
+    });
+    hostile("write through an earlier symlink", |t| {
+        raw_entry(t, b"d", tar::EntryType::Symlink, Some(b"."), b"");
+        raw_entry(t, b"d/x.txt", tar::EntryType::Regular, None, b"x");
+    });
+}
+
+#[test]
+fn archive_on_a_block_volume_is_refused() {
+    let srv = serve(tar_gz(|t| {
+        t.append(&file_header("a", 1, 0o644), &b"a"[..])
+            .expect("append")
+    }));
+    let pod = Pod::block(1 << 20);
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_CONTENTTYPE", "archive"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("archive content needs a Filesystem volume"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn invalid_environment_exits_1_naming_the_variable() {
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", "http://x/"),
+        ("PREALLOCATION", "sometimes"),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        msg,
+        "Unable to process data: invalid PREALLOCATION: \"sometimes\" is not true or false\n{\"reason\":\"InvalidConfiguration\",\"terminal\":true}"
+    );
+    let (code, msg) = pod.run(&[("IMPORTER_SOURCE", "registry")]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains(
+            "invalid IMPORTER_SOURCE: source \"registry\" is not supported by this importer yet"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn metrics_report_progress_over_https_while_importing() {
+    let raw = cdi_testdata::raw::sparse_disk(4, 8 << 20, 65536);
+    let srv = TestServer::start(Behaviour {
+        body: raw,
+        ranges: true,
+        etag: Some("\"m\"".into()),
+        stall_at: Some((4 << 20, std::time::Duration::from_secs(3))),
+        ..Behaviour::default()
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let pod = Pod::filesystem();
+    let root = pod.root.path().to_path_buf();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cdi-importer"))
+        .env_clear()
+        .env("CDI_ROOT", &root)
+        .env("CDI_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("IMPORTER_SOURCE", "http")
+        .env("IMPORTER_ENDPOINT", srv.url("/file"))
+        .env("OWNER_UID", "dv-uid-7")
+        .env("PREALLOCATION", "false")
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = Command::new("curl")
+        .args(["-sk", &format!("https://127.0.0.1:{port}/metrics")])
+        .output()
+        .expect("curl (apt-get install curl)");
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("kubevirt_cdi_import_progress_total{ownerUID=\"dv-uid-7\"}"))
+        .unwrap_or_else(|| panic!("no progress metric in {text:?}"));
+    let pct: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("value");
+    assert!(
+        pct > 10.0 && pct < 100.0,
+        "mid-import progress {pct} from {line}"
+    );
+    assert!(text.contains("# TYPE kubevirt_cdi_import_progress_total counter"));
+    assert!(Path::new(&root.join("data/disk.img")).exists());
+}
