@@ -558,3 +558,66 @@ fn metrics_report_progress_over_https_while_importing() {
     assert!(text.contains("# TYPE kubevirt_cdi_import_progress_total counter"));
     assert!(Path::new(&root.join("data/disk.img")).exists());
 }
+
+fn tls_server() -> (TestServer, String, Vec<u8>) {
+    let raw = cdi_testdata::raw::sparse_disk(9, 2 << 20, 65536);
+    let (srv, ca) = TestServer::start_tls(Behaviour {
+        body: raw.clone(),
+        ..Behaviour::default()
+    });
+    (srv, ca, raw)
+}
+
+#[test]
+fn https_with_the_ca_from_the_cert_dir_imports() {
+    let (srv, ca, raw) = tls_server();
+    let pod = Pod::filesystem();
+    std::fs::create_dir_all(pod.path("certs")).expect("certs");
+    std::fs::write(pod.path("certs/ca.pem"), ca).expect("ca");
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("IMPORTER_CERT_DIR", "/certs"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    assert!(std::fs::read(pod.path("data/disk.img")).expect("disk") == raw);
+}
+
+#[test]
+fn https_with_an_unknown_ca_is_a_terminal_tls_failure() {
+    let (srv, _ca, _) = tls_server();
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("TLS verification failed"), "{msg}");
+    assert!(
+        msg.ends_with(r#"{"reason":"Unauthorized","terminal":true}"#),
+        "{msg}"
+    );
+    assert_eq!(srv.seen().requests, 0, "no request went through");
+}
+
+#[test]
+fn https_with_insecure_tls_skips_verification() {
+    let (srv, _ca, raw) = tls_server();
+    let pod = Pod::filesystem();
+    let (code, _) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("INSECURE_TLS", "true"),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 0);
+    assert!(std::fs::read(pod.path("data/disk.img")).expect("disk") == raw);
+}

@@ -4,8 +4,8 @@
 //! on its own thread and closed after one response.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,20 +44,61 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub seen: Arc<Mutex<Seen>>,
+    scheme: &'static str,
 }
 
 impl TestServer {
     pub fn start(behaviour: Behaviour) -> TestServer {
+        Self::spawn(behaviour, None)
+    }
+
+    /// Serves HTTPS with a certificate for 127.0.0.1 signed by a CA made here; returns the
+    /// server and the CA certificate (PEM) that clients must trust.
+    pub fn start_tls(behaviour: Behaviour) -> (TestServer, String) {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cdi-rs test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("server params");
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let cert = params.signed_by(&key, &issuer).expect("server cert");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            )
+            .expect("TLS config");
+        (Self::spawn(behaviour, Some(Arc::new(config))), ca.pem())
+    }
+
+    fn spawn(behaviour: Behaviour, tls: Option<Arc<rustls::ServerConfig>>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("addr");
         let behaviour = Arc::new(Mutex::new(behaviour));
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (b, s) = (Arc::clone(&behaviour), Arc::clone(&seen));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (b, s) = (Arc::clone(&b), Arc::clone(&s));
+                let (b, s, tls) = (Arc::clone(&b), Arc::clone(&s), tls.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &b, &s);
+                    let _ = match tls {
+                        None => serve(stream, &b, &s),
+                        Some(config) => match rustls::ServerConnection::new(config) {
+                            Ok(conn) => serve(rustls::StreamOwned::new(conn, stream), &b, &s),
+                            Err(_) => Ok(()),
+                        },
+                    };
                 });
             }
         });
@@ -65,11 +106,12 @@ impl TestServer {
             addr,
             behaviour,
             seen,
+            scheme,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn seen(&self) -> Seen {
@@ -78,11 +120,11 @@ impl TestServer {
 }
 
 fn serve(
-    stream: TcpStream,
+    mut out: impl Read + Write,
     behaviour: &Mutex<Behaviour>,
     seen: &Mutex<Seen>,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut reader = BufReader::new(&mut out);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -102,6 +144,7 @@ fn serve(
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
+    drop(reader);
     let range = header("range");
     let if_range = header("if-range");
     let first;
@@ -113,7 +156,6 @@ fn serve(
         s.if_ranges.push(if_range.clone());
         s.headers.push(headers.clone());
     }
-    let mut out = stream;
     let mut b = behaviour.lock().expect("lock");
     if path == "/redirect" {
         return write!(
@@ -198,8 +240,7 @@ fn serve(
         {
             let n = d.saturating_sub(at) as usize;
             out.write_all(&piece[..n])?;
-            out.flush()?;
-            return out.shutdown(std::net::Shutdown::Both);
+            return out.flush();
         }
         if let Some((s, dur)) = stall
             && at <= s
