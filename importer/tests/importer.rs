@@ -621,3 +621,27 @@ fn https_with_insecure_tls_skips_verification() {
     assert_eq!(code, 0);
     assert!(std::fs::read(pod.path("data/disk.img")).expect("disk") == raw);
 }
+
+#[test]
+fn http_proxy_from_the_environment_is_used() {
+    let raw = cdi_testdata::raw::sparse_disk(12, 1 << 20, 65536);
+    let proxy = serve(raw.clone());
+    let pod = Pod::filesystem();
+    let proxy_url = format!("http://{}", proxy.addr);
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", "http://images.example.invalid/file"),
+        ("http_proxy", &proxy_url),
+        ("no_proxy", ""),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    assert_eq!(proxy.seen().proxied, 1);
+    assert!(std::fs::read(pod.path("data/disk.img")).expect("disk") == raw);
+}

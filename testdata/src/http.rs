@@ -34,6 +34,8 @@ pub struct Behaviour {
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
     pub requests: usize,
+    /// Requests that arrived in forward-proxy form (absolute URL).
+    pub proxied: usize,
     pub ranges: Vec<Option<String>>,
     pub if_ranges: Vec<Option<String>>,
     pub headers: Vec<Vec<(String, String)>>,
@@ -127,7 +129,15 @@ fn serve(
     let mut reader = BufReader::new(&mut out);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    // A forward-proxy request carries the absolute URL: serve it as if it were ours.
+    let proxied = path.starts_with("http://");
+    if proxied {
+        let after_scheme = &path["http://".len()..];
+        path = after_scheme
+            .find('/')
+            .map_or("/".to_string(), |i| after_scheme[i..].to_string());
+    }
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -152,6 +162,7 @@ fn serve(
         let mut s = seen.lock().expect("lock");
         first = s.requests == 0;
         s.requests += 1;
+        s.proxied += usize::from(proxied);
         s.ranges.push(range.clone());
         s.if_ranges.push(if_range.clone());
         s.headers.push(headers.clone());
