@@ -16,6 +16,8 @@ pub enum Cluster {
     Data(Vec<u8>),
     /// Stored compressed (deflate or zstd, per the builder); this is the plain content.
     Compressed(Vec<u8>),
+    /// Stored as a compressed cluster with exactly these bytes (for malformed-image tests).
+    CompressedRaw(Vec<u8>),
     /// The v3 zero flag with no host cluster.
     ZeroFlag,
     /// The zero flag on an allocated host cluster filled with these (ignored) bytes.
@@ -115,7 +117,7 @@ impl Qcow2Builder {
                 Cluster::Data(d) | Cluster::Compressed(d) => {
                     cluster[..d.len().min(cs)].copy_from_slice(&d[..d.len().min(cs)])
                 }
-                Cluster::ZeroFlag | Cluster::ZeroAllocated(_) => {}
+                Cluster::ZeroFlag | Cluster::ZeroAllocated(_) | Cluster::CompressedRaw(_) => {}
                 Cluster::Subclusters { alloc, data, .. } => {
                     let sub = cs / 32;
                     for i in 0..32 {
@@ -181,6 +183,7 @@ impl Qcow2Builder {
             for &g in guests {
                 match &self.clusters[&g] {
                     Cluster::Compressed(plain) => run.push((g, self.compress(plain))),
+                    Cluster::CompressedRaw(bytes) => run.push((g, bytes.clone())),
                     Cluster::ZeroFlag => {}
                     _ => {
                         if !run.is_empty() {
@@ -385,7 +388,7 @@ impl Qcow2Builder {
                     img[off as usize..off as usize + data.len()].copy_from_slice(data);
                     (off | COPIED, u64::from(*alloc) | u64::from(*zero) << 32)
                 }
-                Cluster::Compressed(_) => {
+                Cluster::Compressed(_) | Cluster::CompressedRaw(_) => {
                     let (at, bytes) = &compressed_at[&g];
                     img[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
                     let sectors = (at + bytes.len() as u64 - 1) / 512 - at / 512;
