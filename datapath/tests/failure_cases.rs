@@ -1,0 +1,462 @@
+//! Failures never leave an image that looks complete: truncated streams, full disks, checksum
+//! mismatches, images too large for the target, and formats we refuse.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cdi_datapath::sink::{BlockSink, MemorySink, TargetOptions, ZeroMode, open_target};
+use cdi_datapath::source::FileSource;
+use cdi_datapath::{
+    Error, ErrorKind, FormatChoice, ImportFailure, ImportReport, ImportSpec, Progress, import,
+};
+use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
+use cdi_testdata::raw::{Rng, sparse_disk, text};
+
+fn image() -> Qcow2Builder {
+    let mut rng = Rng::new(99);
+    let mut b = Qcow2Builder::new(16, 8 << 20);
+    for g in 0..128u64 {
+        match rng.below(3) {
+            0 => {
+                b.clusters
+                    .insert(g, Cluster::Compressed(text(&mut rng, 65536)));
+            }
+            1 => {
+                let mut d = vec![0u8; 65536];
+                rng.fill(&mut d);
+                b.clusters.insert(g, Cluster::Data(d));
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+fn run(
+    src: &Path,
+    dest: &Path,
+    spec: &ImportSpec,
+    options: TargetOptions,
+) -> Result<ImportReport, ImportFailure> {
+    let source = FileSource::open(src).expect("open");
+    let sink = open_target(dest, options).expect("target");
+    import(Box::new(source), sink, spec, &Progress::new())
+}
+
+/// Nothing in `dir` but the files named.
+fn only(dir: &Path, names: &[&str]) {
+    let mut left: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(left, want, "files left in {}", dir.display());
+}
+
+fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(tool)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let out = child.wait_with_output().expect("output");
+    writer.join().expect("join").expect("write");
+    out.stdout
+}
+
+#[test]
+fn truncated_streams_fail_and_leave_nothing() {
+    let q = image().build();
+    let raw = sparse_disk(1, 4 << 20, 65536);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("img.qcow2", q.clone()),
+        ("img.qcow2.gz", compress("gzip", &q)),
+        ("img.raw.xz", compress("xz", &raw)),
+        ("img.raw.zst", compress("zstd", &raw)),
+        ("img.raw.bz2", compress("bzip2", &raw)),
+    ];
+    for (name, bytes) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join(name);
+        std::fs::write(&src, &bytes[..bytes.len() / 2]).expect("write");
+        let failure = run(
+            &src,
+            &dir.path().join("disk.img"),
+            &ImportSpec::default(),
+            TargetOptions::default(),
+        )
+        .expect_err(name);
+        assert!(
+            matches!(
+                failure.error.kind(),
+                ErrorKind::InvalidImage | ErrorKind::Network
+            ),
+            "{name}: {}",
+            failure.error
+        );
+        only(dir.path(), &[name]);
+    }
+}
+
+#[test]
+fn checksum_mismatch_leaves_no_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    let spec = ImportSpec {
+        checksum: Some(format!("sha256:{}", "a".repeat(64)).parse().expect("valid")),
+        ..ImportSpec::default()
+    };
+    let failure = run(
+        &src,
+        &dir.path().join("disk.img"),
+        &spec,
+        TargetOptions::default(),
+    )
+    .expect_err("mismatch");
+    assert_eq!(failure.error.kind(), ErrorKind::ChecksumMismatch);
+    assert!(
+        failure.target_state.contains("removed the partial file"),
+        "{}",
+        failure.target_state
+    );
+    only(dir.path(), &["img.qcow2"]);
+}
+
+#[test]
+fn every_checksum_algorithm_matches_the_coreutils_digest_of_the_compressed_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.raw.gz");
+    std::fs::write(&src, compress("gzip", &sparse_disk(2, 2 << 20, 65536))).expect("write");
+    for (algo, tool) in [
+        ("md5", "md5sum"),
+        ("sha1", "sha1sum"),
+        ("sha256", "sha256sum"),
+        ("sha512", "sha512sum"),
+    ] {
+        let out = Command::new(tool).arg(&src).output().expect(tool);
+        let hex = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .expect("digest")
+            .to_string();
+        let spec = ImportSpec {
+            checksum: Some(format!("{algo}:{hex}").parse().expect("valid")),
+            ..ImportSpec::default()
+        };
+        let dest = dir.path().join(format!("{algo}.img"));
+        run(&src, &dest, &spec, TargetOptions::default())
+            .unwrap_or_else(|f| panic!("{algo}: {}", f.error));
+    }
+}
+
+#[test]
+fn full_disk_fails_with_no_space_and_aborts_the_sink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    let (sink, image) = MemorySink::new(None);
+    let source = FileSource::open(&src).expect("open");
+    let failure = import(
+        Box::new(source),
+        Box::new(sink.fail_after(1 << 20)),
+        &ImportSpec::default(),
+        &Progress::new(),
+    )
+    .expect_err("no space");
+    assert_eq!(
+        failure.error.kind(),
+        ErrorKind::NoSpace,
+        "{}",
+        failure.error
+    );
+    let image = image.lock().expect("lock");
+    assert!(image.aborted && !image.committed && image.bytes.is_empty());
+}
+
+/// A real ENOSPC on a 2 MiB tmpfs, where this machine lets us mount one (root in CI).
+#[test]
+fn full_tmpfs_fails_with_no_space_and_leaves_nothing() {
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("tmpfs cannot be mounted here; the in-memory full-disk test covers ENOSPC");
+        return;
+    }
+    let src_dir = tempfile::tempdir().expect("tempdir");
+    let src = src_dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    let result = run(
+        &src,
+        &mnt.path().join("disk.img"),
+        &ImportSpec::default(),
+        TargetOptions::default(),
+    );
+    let listing: Vec<PathBuf> = std::fs::read_dir(mnt.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let _ = Command::new("umount").arg(mnt.path()).status();
+    let failure = result.expect_err("2 MiB cannot hold the image");
+    assert_eq!(
+        failure.error.kind(),
+        ErrorKind::NoSpace,
+        "{}",
+        failure.error
+    );
+    assert!(
+        listing.is_empty(),
+        "left on the full filesystem: {listing:?}"
+    );
+}
+
+#[test]
+fn image_larger_than_the_requested_size_is_refused_before_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    let options = TargetOptions {
+        requested_size: Some(4 << 20),
+        ..TargetOptions::default()
+    };
+    let failure = run(
+        &src,
+        &dir.path().join("disk.img"),
+        &ImportSpec::default(),
+        options,
+    )
+    .expect_err("too large");
+    assert!(
+        matches!(
+            failure.error,
+            Error::TooLarge {
+                needed: 8388608,
+                capacity: 4194304
+            }
+        ),
+        "{}",
+        failure.error
+    );
+    assert_eq!(
+        failure.target_state,
+        "removed the partial file ".to_string()
+            + &dir
+                .path()
+                .join(".disk.img.cdi-partial")
+                .display()
+                .to_string()
+    );
+    only(dir.path(), &["img.qcow2"]);
+}
+
+#[test]
+fn raw_stream_larger_than_the_requested_size_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.raw.gz");
+    std::fs::write(&src, compress("gzip", &sparse_disk(3, 3 << 20, 65536))).expect("write");
+    let options = TargetOptions {
+        requested_size: Some(2 << 20),
+        ..TargetOptions::default()
+    };
+    let failure = run(
+        &src,
+        &dir.path().join("disk.img"),
+        &ImportSpec::default(),
+        options,
+    )
+    .expect_err("too large");
+    assert_eq!(failure.error.kind(), ErrorKind::TooLarge);
+    only(dir.path(), &["img.raw.gz"]);
+}
+
+#[test]
+fn recognised_but_unsupported_formats_are_refused_not_copied() {
+    let mut vdi = vec![0u8; 4096];
+    vdi[0x40..0x44].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("vmdk", [b"KDMV".to_vec(), vec![0; 4092]].concat()),
+        ("vdi", vdi),
+        ("vhd", [b"conectix".to_vec(), vec![0; 4088]].concat()),
+        ("vhdx", [b"vhdxfile".to_vec(), vec![0; 4088]].concat()),
+    ];
+    for (format, bytes) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("img");
+        std::fs::write(&src, &bytes).expect("write");
+        let failure = run(
+            &src,
+            &dir.path().join("disk.img"),
+            &ImportSpec::default(),
+            TargetOptions::default(),
+        )
+        .expect_err(format);
+        assert_eq!(
+            failure.error.to_string(),
+            format!("{format} images are not supported yet; convert it to qcow2 or raw first")
+        );
+        only(dir.path(), &["img"]);
+    }
+}
+
+#[test]
+fn format_raw_override_copies_a_disk_that_starts_with_a_magic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("looks-like.qcow2");
+    let mut bytes = image().build();
+    bytes.truncate(200_000);
+    std::fs::write(&src, &bytes).expect("write");
+    let spec = ImportSpec {
+        format: FormatChoice::Raw,
+        ..ImportSpec::default()
+    };
+    let dest = dir.path().join("disk.img");
+    run(&src, &dest, &spec, TargetOptions::default()).expect("raw copy");
+    assert!(std::fs::read(&dest).expect("read") == bytes);
+}
+
+#[test]
+fn block_target_gets_zero_ranges_punched_or_skipped() {
+    let b = image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, b.build()).expect("write");
+    for (mode, zeroed) in [
+        (ZeroMode::Punch, true),
+        (ZeroMode::Write, true),
+        (ZeroMode::Skip, false),
+    ] {
+        let dev = dir.path().join(format!("dev-{mode:?}"));
+        std::fs::write(&dev, vec![0xffu8; 10 << 20]).expect("device");
+        let options = TargetOptions {
+            zero_mode: mode,
+            ..TargetOptions::default()
+        };
+        let sink = BlockSink::open(&dev, options).expect("open");
+        let report = import(
+            Box::new(FileSource::open(&src).expect("src")),
+            Box::new(sink),
+            &ImportSpec::default(),
+            &Progress::new(),
+        )
+        .unwrap_or_else(|f| panic!("{mode:?}: {}", f.error));
+        let out = std::fs::read(&dev).expect("read");
+        assert_eq!(out.len(), 10 << 20, "{mode:?}: devices are never resized");
+        let want = b.expected_raw();
+        if zeroed {
+            assert!(out[..8 << 20] == want[..], "{mode:?}");
+            assert!(report.sink.zeroed > 0);
+        } else {
+            let data_equal = want
+                .chunks(65536)
+                .zip(out.chunks(65536))
+                .all(|(w, o)| w.iter().all(|&x| x == 0) || w == o);
+            assert!(data_equal, "{mode:?}: data written");
+            assert!(
+                out[..8 << 20].contains(&0xff),
+                "{mode:?}: zero ranges were skipped"
+            );
+        }
+        assert!(
+            out[8 << 20..].iter().all(|&x| x == 0xff),
+            "{mode:?}: past the image untouched"
+        );
+    }
+}
+
+#[test]
+fn failed_import_to_a_block_target_wipes_its_start_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    let dev = dir.path().join("dev");
+    std::fs::write(&dev, vec![0xffu8; 10 << 20]).expect("device");
+    let sink = BlockSink::open(&dev, TargetOptions::default()).expect("open");
+    // Everything is written before the checksum turns out wrong.
+    let spec = ImportSpec {
+        checksum: Some(format!("md5:{}", "0".repeat(32)).parse().expect("valid")),
+        ..ImportSpec::default()
+    };
+    let failure = import(
+        Box::new(FileSource::open(&src).expect("src")),
+        Box::new(sink),
+        &spec,
+        &Progress::new(),
+    )
+    .expect_err("checksum");
+    assert!(
+        failure
+            .target_state
+            .contains("holds a partial image; its first 1048576 bytes were zeroed"),
+        "{}",
+        failure.target_state
+    );
+    let out = std::fs::read(&dev).expect("read");
+    assert!(out[..1 << 20].iter().all(|&x| x == 0));
+}
+
+#[test]
+fn refusal_found_before_writing_leaves_a_block_target_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    let q = image().build();
+    // Cut: the L2 table points past the end of the (known-length) file.
+    std::fs::write(&src, &q[..q.len() * 3 / 4]).expect("write truncated");
+    let dev = dir.path().join("dev");
+    std::fs::write(&dev, vec![0xffu8; 10 << 20]).expect("device");
+    let sink = BlockSink::open(&dev, TargetOptions::default()).expect("open");
+    let failure = import(
+        Box::new(FileSource::open(&src).expect("src")),
+        Box::new(sink),
+        &ImportSpec::default(),
+        &Progress::new(),
+    )
+    .expect_err("truncated");
+    assert!(
+        matches!(
+            failure.error,
+            Error::Qcow2(cdi_formats::qcow2::Qcow2Error::OffsetBeyondEnd { .. })
+        ),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.target_state.ends_with("was not modified"),
+        "{}",
+        failure.target_state
+    );
+    assert!(
+        std::fs::read(&dev)
+            .expect("read")
+            .iter()
+            .all(|&x| x == 0xff)
+    );
+}
+
+#[test]
+fn preallocated_file_target_is_fully_allocated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    let dest = dir.path().join("disk.img");
+    let options = TargetOptions {
+        preallocate: true,
+        requested_size: Some(16 << 20),
+        ..TargetOptions::default()
+    };
+    let report = run(&src, &dest, &ImportSpec::default(), options).expect("import");
+    assert!(report.sink.preallocated);
+    assert_eq!(std::fs::metadata(&dest).expect("meta").len(), 16 << 20);
+    assert!(cdi_testdata::qemu::allocated_bytes(&dest) >= 16 << 20);
+}
