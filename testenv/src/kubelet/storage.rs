@@ -1,0 +1,196 @@
+//! A hostPath provisioner for the stand-in's StorageClasses: one directory (Filesystem) or
+//! sparse file (Block) per claim, bound by the controller-manager through a pre-set claimRef.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{
+    HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeSpec,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Client, ResourceExt};
+
+use crate::Error;
+
+/// StorageClass with `Immediate` binding.
+pub const STORAGE_CLASS: &str = "cdi-hostpath";
+/// StorageClass with `WaitForFirstConsumer` binding.
+pub const STORAGE_CLASS_WFFC: &str = "cdi-hostpath-wffc";
+/// Annotation the scheduler sets on a WaitForFirstConsumer claim once a pod using it is placed.
+pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+
+/// Creates (or keeps) the two StorageClasses; the Immediate one is the cluster default.
+pub async fn ensure_storage_classes(client: &Client) -> Result<(), Error> {
+    let api: Api<StorageClass> = Api::all(client.clone());
+    for (name, mode, default) in [
+        (STORAGE_CLASS, "Immediate", true),
+        (STORAGE_CLASS_WFFC, "WaitForFirstConsumer", false),
+    ] {
+        let mut annotations = BTreeMap::new();
+        if default {
+            annotations.insert(
+                "storageclass.kubernetes.io/is-default-class".to_string(),
+                "true".to_string(),
+            );
+        }
+        let sc = StorageClass {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                annotations: Some(annotations),
+                ..Default::default()
+            },
+            provisioner: "kubernetes.io/no-provisioner".into(),
+            volume_binding_mode: Some(mode.into()),
+            reclaim_policy: Some("Retain".into()),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &sc).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pvc` is ours to provision now.
+pub fn wants_volume(pvc: &PersistentVolumeClaim) -> bool {
+    let Some(spec) = &pvc.spec else { return false };
+    if spec.volume_name.as_deref().is_some_and(|v| !v.is_empty())
+        || pvc.metadata.deletion_timestamp.is_some()
+    {
+        return false;
+    }
+    match spec.storage_class_name.as_deref() {
+        Some(STORAGE_CLASS) => true,
+        Some(STORAGE_CLASS_WFFC) => pvc.annotations().contains_key(SELECTED_NODE),
+        _ => false,
+    }
+}
+
+/// Bytes of a Kubernetes quantity such as `1Gi`, `1138166334`, `500M`, `1.5Gi`.
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        _ => return None,
+    };
+    let n: f64 = num.parse().ok()?;
+    (n >= 0.0).then(|| (n * mult).ceil() as u64)
+}
+
+/// Where the volume of a claim lives on this machine.
+pub fn volume_path(root: &Path, pvc: &PersistentVolumeClaim, block: bool) -> PathBuf {
+    let name = format!("{}_{}", pvc.namespace().unwrap_or_default(), pvc.name_any());
+    root.join("volumes")
+        .join(if block { format!("{name}.img") } else { name })
+}
+
+/// Creates the backing directory or file and a PersistentVolume pre-bound to `pvc`.
+pub async fn provision(
+    client: &Client,
+    root: &Path,
+    pvc: &PersistentVolumeClaim,
+) -> Result<(), Error> {
+    let Some(spec) = &pvc.spec else { return Ok(()) };
+    let block = spec.volume_mode.as_deref() == Some("Block");
+    let request = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .cloned()
+        .ok_or_else(|| Error::Setup(format!("claim {} requests no storage", pvc.name_any())))?;
+    let path = volume_path(root, pvc, block);
+    let parent = path.parent().unwrap_or(root);
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    if block {
+        let bytes = quantity_bytes(&request.0).ok_or_else(|| {
+            Error::Setup(format!(
+                "claim {} requests storage {:?}",
+                pvc.name_any(),
+                request.0
+            ))
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        file.set_len(bytes)
+            .map_err(|e| Error::io(format!("size {}", path.display()), e))?;
+    } else {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    }
+    let pv = PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(format!("pvc-{}", pvc.uid().unwrap_or_default())),
+            annotations: Some(BTreeMap::from([(
+                "pv.kubernetes.io/provisioned-by".to_string(),
+                "cdi-testenv".to_string(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            capacity: Some(BTreeMap::from([("storage".to_string(), request)])),
+            access_modes: spec.access_modes.clone(),
+            volume_mode: spec.volume_mode.clone(),
+            storage_class_name: spec.storage_class_name.clone(),
+            persistent_volume_reclaim_policy: Some("Retain".into()),
+            host_path: Some(HostPathVolumeSource {
+                path: path.display().to_string(),
+                type_: None,
+            }),
+            claim_ref: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("PersistentVolumeClaim".into()),
+                namespace: pvc.namespace(),
+                name: Some(pvc.name_any()),
+                uid: pvc.uid(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantity_bytes;
+
+    #[test]
+    fn quantities_in_binary_and_decimal_units() {
+        assert_eq!(quantity_bytes("1Gi"), Some(1 << 30));
+        assert_eq!(quantity_bytes("1138166334"), Some(1_138_166_334));
+        assert_eq!(quantity_bytes("500M"), Some(500_000_000));
+        assert_eq!(quantity_bytes("1.5Ki"), Some(1536));
+        assert_eq!(quantity_bytes("1Qi"), None);
+        assert_eq!(quantity_bytes("-1"), None);
+    }
+}
