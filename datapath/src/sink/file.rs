@@ -6,10 +6,13 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FallocateFlags, fallocate};
+use rustix::fs::{Advice, FallocateFlags, fadvise, fallocate};
 
 use super::{RangeSet, Sink, SinkReport, TargetOptions};
 use crate::error::Error;
+
+/// Bytes written between two early-writeback hints (see [`FileSink::write_at`]).
+const WRITEBACK_EVERY: u64 = 64 << 20;
 
 #[derive(Debug)]
 pub struct FileSink {
@@ -17,6 +20,8 @@ pub struct FileSink {
     partial: PathBuf,
     file: Option<File>,
     options: TargetOptions,
+    /// Bytes written since the last writeback hint.
+    unhinted: u64,
 }
 
 /// The hidden name a file target is written under until it is complete.
@@ -44,6 +49,7 @@ impl FileSink {
             partial,
             file: Some(file),
             options,
+            unhinted: 0,
         })
     }
 
@@ -62,9 +68,19 @@ impl Sink for FileSink {
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
-        self.file()?
-            .write_all_at(data, offset)
-            .map_err(|e| Error::target("writing", &self.partial, e))
+        let file = self.file()?;
+        file.write_all_at(data, offset)
+            .map_err(|e| Error::target("writing", &self.partial, e))?;
+        // Start writing dirty pages back while the import goes on, so the final fsync finds
+        // little left to do, and let the kernel drop pages already written (in a pod, page
+        // cache counts against the memory limit). Only a hint: failures are ignored here and
+        // any real write error surfaces at the fsync.
+        let hint = self.unhinted + data.len() as u64 >= WRITEBACK_EVERY;
+        if hint {
+            let _ = fadvise(file, 0, None, Advice::DontNeed);
+        }
+        self.unhinted = if hint { 0 } else { self.unhinted + data.len() as u64 };
+        Ok(())
     }
 
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {

@@ -286,40 +286,60 @@ impl HttpSource {
         }
     }
 
-    /// Reads the next piece of the current response, honouring the stall timeout.
-    fn read_some(&mut self) -> Result<Option<Bytes>, Error> {
+    /// Reads pieces of the current response until `want` bytes arrived, the body ended
+    /// (`Ok(true)`), or the connection failed or stalled for the read timeout (`Err`), in one
+    /// trip into the runtime: a trip per piece (TLS records are 16 KiB) costs more than the copy.
+    /// The pieces received before an error are returned with it, so none is lost.
+    fn read_batch(&mut self, want: usize) -> (Vec<Bytes>, Result<bool, String>) {
         let Some(response) = self.response.as_mut() else {
-            return Ok(None);
+            return (Vec::new(), Ok(true));
         };
-        let read = response.chunk();
-        let outcome = match self.options.read_timeout {
-            Some(t) => match self
-                .runtime
-                .block_on(async { tokio::time::timeout(t, read).await })
-            {
-                Ok(r) => r.map_err(|e| error_chain(&e)),
-                Err(_) => Err(format!("no data for {} s", t.as_secs_f64())),
-            },
-            None => self.runtime.block_on(read).map_err(|e| error_chain(&e)),
-        };
-        match outcome {
-            Ok(Some(bytes)) => Ok(Some(bytes)),
-            Ok(None) => {
-                if let Some(total) = self.total
-                    && self.offset < total
-                {
-                    return Err(self.http_error(
-                        format!("the body ended at byte {} of {total}", self.offset),
-                        ErrorKind::Network,
-                    ));
+        let stall = self.options.read_timeout;
+        self.runtime.block_on(async move {
+            let mut pieces = Vec::new();
+            let mut got = 0;
+            let timer = tokio::time::sleep(stall.unwrap_or(Duration::MAX / 4));
+            let mut timer = std::pin::pin!(timer);
+            loop {
+                let read = tokio::select! {
+                    read = response.chunk() => read,
+                    _ = timer.as_mut(), if stall.is_some() => {
+                        let secs = stall.unwrap_or_default().as_secs_f64();
+                        return (pieces, Err(format!("no data for {secs} s")));
+                    }
+                };
+                match read {
+                    Ok(Some(bytes)) => {
+                        got += bytes.len();
+                        pieces.push(bytes);
+                        if got >= want {
+                            return (pieces, Ok(false));
+                        }
+                        if let Some(t) = stall {
+                            timer.as_mut().reset(tokio::time::Instant::now() + t);
+                        }
+                    }
+                    Ok(None) => return (pieces, Ok(true)),
+                    Err(e) => return (pieces, Err(error_chain(&e))),
                 }
-                self.response = None;
-                Ok(None)
             }
-            Err(message) => {
-                Err(self.http_error(format!("reading the body: {message}"), ErrorKind::Network))
-            }
+        })
+    }
+
+    /// After a drop or stall: reconnects from the current offset (with `Range`/`If-Range`),
+    /// unless the resume budget is spent.
+    fn resume_after(&mut self, e: Error) -> Result<(), Error> {
+        tracing::warn!(url = %self.shown, offset = self.offset, error = %e, "Download interrupted; resuming.");
+        self.response = None;
+        let resumes = self
+            .options
+            .resumes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if resumes > self.options.retry.max_attempts * 4 {
+            return Err(e);
         }
+        self.connect(false)
     }
 }
 
@@ -347,36 +367,33 @@ impl Source for HttpSource {
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let mut chunk = BytesMut::new();
-        while chunk.len() < CHUNK {
-            match self.read_some() {
-                Ok(Some(mut bytes)) => {
-                    if self.skip > 0 {
-                        let drop = (self.skip as usize).min(bytes.len());
-                        self.skip -= drop as u64;
-                        let _ = bytes.split_to(drop);
-                    }
-                    self.offset += bytes.len() as u64;
-                    if chunk.is_empty() && bytes.len() >= CHUNK {
-                        return Ok(Some(bytes));
-                    }
-                    chunk.extend_from_slice(&bytes);
+        while chunk.len() < CHUNK && self.response.is_some() {
+            let (pieces, status) = self.read_batch(CHUNK - chunk.len());
+            for mut bytes in pieces {
+                if self.skip > 0 {
+                    let drop = (self.skip as usize).min(bytes.len());
+                    self.skip -= drop as u64;
+                    let _ = bytes.split_to(drop);
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    // The connection dropped or stalled: resume from what we have.
-                    tracing::warn!(url = %self.shown, offset = self.offset, error = %e, "Download interrupted; resuming.");
-                    self.response = None;
-                    let resumes = self
-                        .options
-                        .resumes
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                        + 1;
-                    if resumes > self.options.retry.max_attempts * 4 {
-                        return Err(e);
-                    }
-                    self.connect(false)?;
-                }
+                self.offset += bytes.len() as u64;
+                chunk.extend_from_slice(&bytes);
             }
+            let failure = match status {
+                Ok(false) => continue,
+                Ok(true) => match self.total {
+                    Some(total) if self.offset < total => {
+                        format!("the body ended at byte {} of {total}", self.offset)
+                    }
+                    _ => {
+                        self.response = None;
+                        break;
+                    }
+                },
+                Err(message) => format!("reading the body: {message}"),
+            };
+            // The connection dropped or stalled: resume from what we have.
+            let error = self.http_error(failure, ErrorKind::Network);
+            self.resume_after(error)?;
         }
         Ok((!chunk.is_empty()).then(|| chunk.freeze()))
     }

@@ -1,0 +1,27 @@
+# bench/lib.sh: helpers shared by the benchmark scripts (sourced, not run).
+# Callers set OUT (output directory) and LOG (run log) before calling timed.
+
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 2; }
+say() { printf 'bench: %s\n' "$*" >&2; }
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+# timed STDOUT CMD... : runs CMD under GNU time; sets T_WALL (s), T_USER, T_SYS (s), T_RSS (KiB).
+# Returns CMD's exit status. stderr goes to the run log.
+timed() {
+  local stdout=$1 tf=$OUT/.time rc=0 t0 t1
+  shift
+  printf '\n$ %s\n' "$*" >>"$LOG"
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f '%M %U %S' -o "$tf" "$@" >"$stdout" 2>>"$LOG" || rc=$?
+  t1=$EPOCHREALTIME
+  T_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  read -r T_RSS T_USER T_SYS < <(tail -n 1 "$tf")
+  if [[ $stdout != /dev/null && -s $stdout ]]; then cat "$stdout" >>"$LOG"; fi
+  return "$rc"
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+  if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+alloc_mib() { awk -v b="$(stat -c %b "$1")" -v s="$(stat -c %B "$1")" 'BEGIN { printf "%.0f", b * s / 1048576 }'; }
