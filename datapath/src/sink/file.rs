@@ -79,7 +79,11 @@ impl Sink for FileSink {
         if hint {
             let _ = fadvise(file, 0, None, Advice::DontNeed);
         }
-        self.unhinted = if hint { 0 } else { self.unhinted + data.len() as u64 };
+        self.unhinted = if hint {
+            0
+        } else {
+            self.unhinted + data.len() as u64
+        };
         Ok(())
     }
 
