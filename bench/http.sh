@@ -108,13 +108,21 @@ for f in "${FILES[@]}"; do
   sum=$(sum_of "$f")
   [[ $sum =~ ^[0-9a-f]{64}$ ]] || die "no sha256 for $f in $CORPUS/SHA256SUMS"
   cat "$CORPUS/$f" "$CORPUS/disk.raw" >/dev/null
-  declare -A walls=([local]="" [http]="" [https]="")
+  declare -A walls=([local]="" [http]="" [https]="" [curl-http]="" [curl-https]="")
   rss_http=0 identical=yes
 
   one() { # one WHO REP
     local who=$1 rep=$2 out
     clean_outputs
     case $who in
+      curl-http)
+        timed /dev/null curl -fsS -o /dev/null "http://127.0.0.1:$HTTP_PORT/$f" || return 1
+        walls[$who]+="$T_WALL "
+        return 0 ;;
+      curl-https)
+        timed /dev/null curl -fsS -o /dev/null --cacert "$WORK/ca.crt" "https://127.0.0.1:$HTTPS_PORT/$f" || return 1
+        walls[$who]+="$T_WALL "
+        return 0 ;;
       local)
         timed /dev/null "$CDICTL" import "$CORPUS/$f" "$OURS_OUT" --checksum "sha256:$sum" --progress none || return 1
         out=$OURS_OUT ;;
@@ -139,8 +147,8 @@ for f in "${FILES[@]}"; do
 
   failed=0
   for ((rep = 1; rep <= REPS; rep++)); do
-    order=(local http https)
-    ((rep % 2)) || order=(https http local)
+    order=(local http https curl-http curl-https)
+    ((rep % 2)) || order=(curl-https curl-http https http local)
     for who in "${order[@]}"; do
       one "$who" "$rep" || { say "FAILED: $who $f (rep $rep); see $LOG"; failed=1; break 2; }
     done
@@ -148,11 +156,12 @@ for f in "${FILES[@]}"; do
   done
   if ((failed)); then
     FAILED=1
-    ROWS+=("| $f | run failed | | | | | ≤ ${TARGET}× | **FAIL** (run) | | |")
+    ROWS+=("| $f | run failed | | | | | ≤ ${TARGET}× | **FAIL** (run) | | | | |")
     continue
   fi
   # shellcheck disable=SC2086
   lm=$(median ${walls[local]}) hm=$(median ${walls[http]}) sm=$(median ${walls[https]})
+  ch=$(median ${walls[curl-http]}) cs=$(median ${walls[curl-https]})
   hr=$(awk -v a="$hm" -v b="$lm" 'BEGIN { printf "%.2f", a / b }')
   sr=$(awk -v a="$sm" -v b="$lm" 'BEGIN { printf "%.2f", a / b }')
   rss=$(mib "$rss_http")
@@ -162,7 +171,7 @@ for f in "${FILES[@]}"; do
   [[ $identical == yes ]] || { why+=(output); FAILED=1; }
   verdict=pass
   ((${#why[@]} == 0)) || verdict="**FAIL** (${why[*]})"
-  ROWS+=("| $f | $lm | $hm | $sm | ${hr}× | ${sr}× | ≤ ${TARGET}× | $verdict | $rss | $identical |")
+  ROWS+=("| $f | $lm | $hm | $sm | ${hr}× | ${sr}× | ≤ ${TARGET}× | $verdict | $rss | $identical | $ch | $cs |")
 done
 
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -174,10 +183,11 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
     "nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1 (sendfile, TLS 1.3), $REPS repetitions, alternating, page cache warm."
   echo "Every run verifies the source's sha256 and writes a sparse, synced image; medians in seconds."
   echo
-  echo "| file | local (s) | http (s) | https (s) | http/local | https/local | target | pass/fail | importer peak RSS (MiB) | output identical |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---|"
+  echo "| file | local (s) | http (s) | https (s) | http/local | https/local | target | pass/fail | importer peak RSS (MiB) | output identical | curl http (s) | curl https (s) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|"
   printf '%s\n' "${ROWS[@]}"
   echo
+  echo "curl columns: \`curl -o /dev/null\` of the same URL, the transport alone (nginx and the client share the 2 CPUs)."
   echo "Every run: $OUT/http-runs.csv; stderr of all runs: $LOG."
 } >"$OUT/http-results.md"
 echo
