@@ -28,6 +28,7 @@ pub mod datasource;
 pub mod datavolume;
 pub mod generate;
 pub mod populators;
+pub mod quantity;
 pub mod source;
 pub mod storage;
 pub mod storageprofile;

@@ -7,9 +7,11 @@
 pub mod binaries;
 pub mod cluster;
 pub mod control_plane;
+pub mod crds;
 pub mod kubelet;
 pub mod pki;
 pub mod process;
+pub mod wait;
 
 pub use cluster::TestCluster;
 pub use control_plane::ControlPlane;

@@ -14,29 +14,21 @@ use cdi_crds::DataVolume;
 use cdi_testenv::TestCluster;
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::Client;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it returns `Some`, or panics naming `what` after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {TIMEOUT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    match cdi_testenv::wait::eventually(what, TIMEOUT, check).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -56,40 +48,10 @@ async fn cluster() -> TestCluster {
 /// Applies every checked-in CRD and waits until each is Established.
 async fn apply_crds(client: &Client) -> Vec<String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut names = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("deploy/crds")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for path in files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-    {
-        let text = std::fs::read_to_string(path).expect("read CRD");
-        let crd: CustomResourceDefinition =
-            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let name = crd.name_any();
-        let pp = PatchParams::apply("cdi-testenv-e2e").force();
-        api.patch(&name, &pp, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("the apiserver refused {}: {e}", path.display()));
-        names.push(name);
+    match cdi_testenv::crds::apply_dir(client, &dir).await {
+        Ok(names) => names,
+        Err(e) => panic!("{e}"),
     }
-    for name in &names {
-        eventually(&format!("CRD {name} to be Established"), || async {
-            let crd = api.get(name).await.ok()?;
-            let conditions = crd.status?.conditions?;
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
-    names
 }
 
 fn data_volume(name: &str, source: serde_json::Value) -> DataVolume {

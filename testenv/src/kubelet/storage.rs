@@ -72,25 +72,7 @@ pub fn wants_volume(pvc: &PersistentVolumeClaim) -> bool {
 
 /// Bytes of a Kubernetes quantity such as `1Gi`, `1138166334`, `500M`, `1.5Gi`.
 pub fn quantity_bytes(q: &str) -> Option<u64> {
-    let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        _ => return None,
-    };
-    let n: f64 = num.parse().ok()?;
-    (n >= 0.0).then(|| (n * mult).ceil() as u64)
+    cdi_crds::quantity::parse_bytes(q)
 }
 
 /// Where the volume of a claim lives on this machine.
