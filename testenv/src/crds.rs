@@ -28,9 +28,13 @@ pub async fn apply_dir(client: &Client, dir: &Path) -> Result<Vec<String>, Error
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
             .map_err(|e| Error::Setup(format!("{}: {e}", path.display())))?;
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("cdi-testenv").force(), &Patch::Apply(&crd))
-            .await
-            .map_err(|e| Error::Setup(format!("the apiserver refused {}: {e}", path.display())))?;
+        api.patch(
+            &name,
+            &PatchParams::apply("cdi-testenv").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|e| Error::Setup(format!("the apiserver refused {}: {e}", path.display())))?;
         names.push(name);
     }
     for name in &names {

@@ -16,7 +16,9 @@ where
             return Ok(v);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Setup(format!("timed out after {timeout:?} waiting for {what}")));
+            return Err(Error::Setup(format!(
+                "timed out after {timeout:?} waiting for {what}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -14,9 +14,9 @@ use cdi_crds::DataVolume;
 use cdi_testenv::TestCluster;
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Client;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 

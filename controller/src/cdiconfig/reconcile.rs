@@ -1,0 +1,102 @@
+//! Keeps the CDIConfig singleton present and its status current.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cdi_crds::config::{CDI_CONFIG_NAME, CdiConfig};
+use futures::StreamExt;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use crate::{Context, Error, FIELD_MANAGER};
+
+const CONTROLLER: &str = "cdiconfig";
+
+/// Creates the CDIConfig `config` if it is missing (there is no operator to do it).
+pub async fn ensure_exists(client: &kube::Client) -> Result<(), Error> {
+    let api: Api<CdiConfig> = Api::all(client.clone());
+    if api.get_opt(CDI_CONFIG_NAME).await?.is_some() {
+        return Ok(());
+    }
+    let mut config = CdiConfig::new(CDI_CONFIG_NAME, Default::default());
+    config.metadata.labels = Some(crate::datavolume::plan::cdi_labels());
+    match api.create(&PostParams::default(), &config).await {
+        Ok(_) => {
+            tracing::info!(name = CDI_CONFIG_NAME, "Created the CDIConfig.");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the CDIConfig controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Context,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let configs: Api<CdiConfig> = Api::all(ctx.client.clone());
+    let classes: Api<StorageClass> = Api::all(ctx.client.clone());
+    Controller::new(configs, watcher::Config::default())
+        .watches(classes, watcher::Config::default(), |_| {
+            Some(ObjectRef::new(CDI_CONFIG_NAME))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+async fn reconcile(config: Arc<CdiConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&config, &ctx).await;
+    ctx.metrics.observe_reconcile(
+        CONTROLLER,
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
+}
+
+async fn reconcile_inner(config: &CdiConfig, ctx: &Context) -> Result<Action, Error> {
+    let name = config
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(Error::MissingObjectKey(".metadata.name"))?;
+    if name != CDI_CONFIG_NAME {
+        return Ok(Action::await_change());
+    }
+    let classes: Vec<String> = ctx
+        .stores
+        .storage_classes
+        .state()
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    let status = super::status_for(&config.spec, &classes, None);
+    if config.status.as_ref() != Some(&status) {
+        let api: Api<CdiConfig> = Api::all(ctx.client.clone());
+        let patch = serde_json::json!({
+            "apiVersion": "cdi.kubevirt.io/v1beta1",
+            "kind": "CDIConfig",
+            "status": status,
+        });
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        tracing::info!(name, "CDIConfig status updated.");
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(_: Arc<CdiConfig>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(%error, "CDIConfig reconcile failed; retrying.");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,212 @@
+//! Applies the DataVolume controller's decisions: creates the claim [`plan`](super::plan)
+//! renders, writes the status [`status`](super::status) computes (only when it changed),
+//! publishes the events of the change, and reads progress from the importer while it runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cdi_crds::annotations::{import, switches};
+use cdi_crds::{DataVolume, DataVolumePhase};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use super::plan::{self, PlanError, StorageView};
+use super::status::{self, Observed};
+use crate::metrics::PhaseLabels;
+use crate::{Context, Error, progress};
+
+const CONTROLLER: &str = "datavolume";
+/// How often progress is read while an import runs (upstream: every 2 s).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a DataVolume whose claim cannot be rendered is looked at again.
+const PLAN_RETRY: Duration = Duration::from_secs(10);
+
+/// Runs the DataVolume controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Context,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let dvs: Api<DataVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
+    let controller = Controller::new(dvs, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(claims, watcher::Config::default())
+        // A new StorageProfile or StorageClass may let a Pending DataVolume's claim render.
+        .watches(
+            Api::<cdi_crds::StorageProfile>::all(client.clone()),
+            watcher::Config::default(),
+            move |_| {
+                store
+                    .state()
+                    .iter()
+                    .filter(|dv| {
+                        dv.status
+                            .as_ref()
+                            .and_then(|s| s.claim_name.as_ref())
+                            .is_none()
+                    })
+                    .map(|dv| ObjectRef::from_obj(dv.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+async fn reconcile(dv: Arc<DataVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_dv(&dv, &ctx).await;
+    ctx.metrics.observe_reconcile(
+        CONTROLLER,
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
+}
+
+fn error_policy(dv: Arc<DataVolume>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(dv = %dv.name_any(), %error, "DataVolume reconcile failed; retrying.");
+    Action::requeue(Duration::from_secs(2))
+}
+
+#[tracing::instrument(skip_all, fields(dv = %dv.name_any(), ns = dv.namespace().unwrap_or_default()))]
+async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
+    if dv.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = dv
+        .namespace()
+        .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let name = dv
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey(".metadata.name"))?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let config = ctx.stores.effective_config();
+    let view = StorageView {
+        classes: ctx.stores.all_storage_classes(),
+        profiles: ctx.stores.storage_profiles.state(),
+    };
+    let transfer = plan::transfer_of(dv).ok();
+
+    let existing = claims.get_opt(&name).await?;
+    let mut plan_error: Option<PlanError> = None;
+    let mut foreign = false;
+    let claim = match existing {
+        Some(c) if plan::claim_belongs_to(&c, dv) => Some(c),
+        Some(_) => {
+            foreign = true;
+            None
+        }
+        None => match plan::render_claim(dv, &config, &view) {
+            Ok(rendered) => match claims.create(&PostParams::default(), &rendered).await {
+                Ok(created) => {
+                    tracing::info!(claim = %name, "Claim created.");
+                    Some(created)
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => None,
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => {
+                tracing::info!(reason = e.reason, message = %e.message, "Claim not rendered yet.");
+                plan_error = Some(e);
+                None
+            }
+        },
+    };
+
+    let class = claim
+        .as_ref()
+        .and_then(|c| c.spec.as_ref())
+        .and_then(|s| s.storage_class_name.clone());
+    let immediate = [
+        dv.metadata.annotations.as_ref(),
+        claim.as_ref().and_then(|c| c.metadata.annotations.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|a| {
+        a.get(switches::IMMEDIATE_BINDING)
+            .is_some_and(|v| v == "true")
+    });
+    let wait_for_first_consumer = view.is_wait_for_first_consumer(class.as_deref())
+        && config.honor_wait_for_first_consumer
+        && !immediate;
+
+    let observed = Observed {
+        dv,
+        claim: claim.as_ref(),
+        foreign_claim: foreign,
+        plan_error: plan_error.as_ref(),
+        transfer,
+        wait_for_first_consumer,
+        now: Time(Timestamp::now()),
+    };
+    let mut outcome = status::compute(&observed);
+
+    let phase = outcome.status.phase.clone();
+    if phase == Some(DataVolumePhase::ImportInProgress)
+        && let Some(claim) = &claim
+        && let Some(p) = read_progress(ctx, &ns, claim).await
+    {
+        outcome.status.progress = Some(progress::format_progress(p));
+    }
+
+    if dv.status.as_ref() != Some(&outcome.status) {
+        let api: Api<DataVolume> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": outcome.status })),
+        )
+        .await?;
+        if dv.status.as_ref().and_then(|s| s.phase.as_ref()) != phase.as_ref()
+            && let Some(p) = &phase
+        {
+            tracing::info!(phase = p.as_str(), "DataVolume phase changed.");
+            ctx.metrics
+                .datavolume_phase_transitions
+                .get_or_create(&PhaseLabels {
+                    phase: p.as_str().to_owned(),
+                })
+                .inc();
+        }
+    }
+    let dv_ref = dv.object_ref(&());
+    for event in &outcome.events {
+        ctx.publish(&dv_ref, event).await;
+    }
+
+    Ok(match phase {
+        Some(DataVolumePhase::ImportInProgress) => Action::requeue(PROGRESS_INTERVAL),
+        _ if plan_error.is_some() => Action::requeue(PLAN_RETRY),
+        _ => Action::await_change(),
+    })
+}
+
+/// The importer's progress, if its metrics can be read now.
+async fn read_progress(ctx: &Context, ns: &str, claim: &PersistentVolumeClaim) -> Option<f64> {
+    let pod_name = claim
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(import::IMPORT_POD_NAME)?;
+    let pod = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .get_opt(pod_name)
+        .await
+        .ok()??;
+    let owner_uid = crate::worker::importer::owner_uid(claim);
+    progress::scrape(&ctx.scraper, &pod, &owner_uid).await
+}

@@ -1,0 +1,43 @@
+//! cdi-controller: turns DataVolumes into PersistentVolumeClaims and worker pods, as upstream
+//! CDI's `cdi-deployment` does, so existing manifests work unchanged.
+//!
+//! ```text
+//!  DataVolume ──datavolume::plan──► PVC (annotated with the source) ──worker::importer──► importer pod
+//!      ▲                              │  ▲                            ──worker::upload────► upload pod,
+//!      │                              │  │                                                 service, secret
+//!      └──datavolume::status◄─────────┘  └──worker::state◄── pod status, termination message
+//!
+//!  StorageClass ──storageprofile──► StorageProfile (access/volume modes for `storage` claims)
+//!  CDIConfig ────cdiconfig────────► status (filesystem overhead, pod resources, upload proxy URL)
+//! ```
+//!
+//! Two layers, as upstream: the DataVolume controller renders the claim and reads its state back
+//! from the claim's annotations; the worker controller watches annotated claims and runs the pod
+//! that fills them. A claim annotated by hand (upstream's "legacy" flow) is imported the same way.
+//! Every decision is a pure function of the observed objects (`plan`, `status`, `state`,
+//! `render`); the reconcilers only fetch, call them and apply the result. All state lives in the
+//! API objects, so a restarted controller picks up where it was.
+
+pub mod cdiconfig;
+pub mod certs;
+pub mod context;
+pub mod datavolume;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod naming;
+pub mod progress;
+pub mod serve;
+pub mod settings;
+pub mod storageprofile;
+pub mod worker;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use context::Context;
+pub use error::Error;
+pub use settings::Settings;
+
+/// The field manager of every server-side apply the controller makes.
+pub const FIELD_MANAGER: &str = "cdi-controller";

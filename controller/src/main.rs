@@ -1,0 +1,83 @@
+//! `cdi-controller`: flags and upstream's env vars → settings, then `serve::run`.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use cdi_controller::Settings;
+use cdi_controller::serve::{RunOptions, run};
+use clap::Parser;
+
+/// Reconciles CDI DataVolumes into PersistentVolumeClaims and importer or upload pods.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Image of importer pods.
+    #[arg(long, env = "IMPORTER_IMAGE")]
+    importer_image: String,
+    /// Image of upload server pods.
+    #[arg(long, env = "UPLOADSERVER_IMAGE")]
+    uploadserver_image: String,
+    /// imagePullPolicy of worker pods.
+    #[arg(long, env = "PULL_POLICY", default_value = "IfNotPresent")]
+    pull_policy: String,
+    /// The controller's own namespace (its Lease and the upload CAs live there).
+    #[arg(long, env = "CDI_NAMESPACE", default_value = "cdi")]
+    namespace: String,
+    /// Worker pods' log verbosity.
+    #[arg(long, env = "VERBOSITY", default_value_t = 2)]
+    verbosity: u8,
+    /// The upload proxy's Service name.
+    #[arg(long, env = "UPLOADPROXY_SERVICE", default_value = "cdi-uploadproxy")]
+    uploadproxy_service: String,
+    /// Where /metrics, /healthz and /readyz are served (plain HTTP).
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Take the leader Lease before reconciling (turn off only for a single replica).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// A kubeconfig file; the in-cluster configuration (or $KUBECONFIG) otherwise.
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_runtime=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster configuration and no kubeconfig: pass --kubeconfig")?,
+    };
+    let client = kube::Client::try_from(config).context("creating the Kubernetes client")?;
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("cdi-controller-{}", std::process::id()));
+    let settings = Settings {
+        importer_image: args.importer_image,
+        uploadserver_image: args.uploadserver_image,
+        pull_policy: args.pull_policy,
+        namespace: args.namespace,
+        verbosity: args.verbosity,
+        uploadproxy_service: args.uploadproxy_service,
+    };
+    let options = RunOptions {
+        metrics_addr: args.metrics_addr,
+        leader_elect: args.leader_elect,
+        identity,
+    };
+    run(client, settings, options)
+        .await
+        .context("cdi-controller")
+}

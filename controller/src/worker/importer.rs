@@ -1,0 +1,568 @@
+//! The importer pod for a claim, exactly as upstream's controller makes it (reference Appendix
+//! A.2): name, labels, annotations, owner, restricted security context, resources, volumes,
+//! and the environment in upstream's order, so upstream's importer image would run in it and
+//! ours runs in upstream's.
+
+use std::collections::BTreeMap;
+
+use cdi_crds::annotations::{checkpoint, content, import, labels, pod as pod_ann, switches};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeDevice,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use super::WORKER_UID;
+use crate::cdiconfig::EffectiveConfig;
+use crate::datavolume::plan::pod_passthrough_annotations;
+use crate::naming;
+use crate::settings::Settings;
+
+/// Where the importer finds a Filesystem target.
+pub const DATA_DIR: &str = "/data";
+/// Where the importer finds a Block target.
+pub const BLOCK_DEVICE: &str = "/dev/cdi-block-volume";
+/// The data volume's name in the pod.
+pub const DATA_VOLUME: &str = "cdi-data-vol";
+/// The port the worker serves metrics on.
+pub const METRICS_PORT: i32 = 8443;
+
+/// What an importer pod is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct ImporterInput<'a> {
+    pub claim: &'a PersistentVolumeClaim,
+    pub settings: &'a Settings,
+    pub config: &'a EffectiveConfig,
+}
+
+/// The UID progress metrics are labelled with: the DataVolume's, else the claim's.
+pub fn owner_uid(claim: &PersistentVolumeClaim) -> String {
+    let annotations = claim.metadata.annotations.as_ref();
+    annotations
+        .and_then(|a| a.get(switches::CREATED_FOR_DATA_VOLUME))
+        .cloned()
+        .or_else(|| {
+            claim
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.kind == "DataVolume" && o.controller == Some(true))
+                .map(|o| o.uid.clone())
+        })
+        .or_else(|| claim.metadata.uid.clone())
+        .unwrap_or_default()
+}
+
+/// Whether the claim is a raw block volume.
+pub fn is_block(claim: &PersistentVolumeClaim) -> bool {
+    claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
+}
+
+/// The claim's requested size, as written (`1138166334`, `1Gi`).
+pub fn requested_size(claim: &PersistentVolumeClaim) -> String {
+    claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.clone())
+        .unwrap_or_default()
+}
+
+/// A controller owner reference to `claim`, as worker pods, Services and Secrets carry.
+pub fn claim_owner(claim: &PersistentVolumeClaim) -> Option<Vec<OwnerReference>> {
+    claim.controller_owner_ref(&()).map(|mut o| {
+        o.block_owner_deletion = Some(true);
+        vec![o]
+    })
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The importer's environment, in upstream's order.
+pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
+    let a = input.claim.metadata.annotations.clone().unwrap_or_default();
+    let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+    let block = is_block(input.claim);
+    let class = input
+        .claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.as_deref());
+    let proxy = input.config.import_proxy.clone().unwrap_or_default();
+    let source = a
+        .get(import::SOURCE)
+        .cloned()
+        .unwrap_or_else(|| "http".into());
+    let insecure = a
+        .get(import::INSECURE_SKIP_VERIFY)
+        .is_some_and(|v| v == "true");
+    let mut vars = vec![
+        env("IMPORTER_SOURCE", source),
+        env("IMPORTER_ENDPOINT", get(import::ENDPOINT)),
+        env(
+            "IMPORTER_CONTENTTYPE",
+            a.get(content::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or_else(|| "kubevirt".into()),
+        ),
+        env("IMPORTER_IMAGE_SIZE", requested_size(input.claim)),
+        env("OWNER_UID", owner_uid(input.claim)),
+        env(
+            "FILESYSTEM_OVERHEAD",
+            if block {
+                "0".into()
+            } else {
+                input.config.filesystem_overhead_env(class)
+            },
+        ),
+        env("INSECURE_TLS", insecure.to_string()),
+        env("IMPORTER_DISK_ID", get(import::DISK_ID)),
+        env("IMPORTER_UUID", get(import::UUID)),
+        env("IMPORTER_PULL_METHOD", get(import::REGISTRY_IMPORT_METHOD)),
+        env("IMPORTER_READY_FILE", ""),
+        env("IMPORTER_DONE_FILE", ""),
+        env("IMPORTER_BACKING_FILE", get(import::BACKING_FILE)),
+        env("IMPORTER_THUMBPRINT", get(import::VDDK_THUMBPRINT)),
+        env("http_proxy", proxy.http_proxy.unwrap_or_default()),
+        env("https_proxy", proxy.https_proxy.unwrap_or_default()),
+        env("no_proxy", proxy.no_proxy.unwrap_or_default()),
+        env("IMPORTER_CURRENT_CHECKPOINT", get(checkpoint::CURRENT)),
+        env("IMPORTER_PREVIOUS_CHECKPOINT", get(checkpoint::PREVIOUS)),
+        env("IMPORTER_FINAL_CHECKPOINT", get(checkpoint::FINAL)),
+        env(
+            "PREALLOCATION",
+            a.get(content::PREALLOCATION_REQUESTED)
+                .is_some_and(|v| v == "true")
+                .to_string(),
+        ),
+        env("CACHE_MODE", ""),
+        env(
+            "IMPORTER_REGISTRY_IMAGE_ARCHITECTURE",
+            get(import::REGISTRY_IMAGE_ARCHITECTURE),
+        ),
+    ];
+    if let Some(secret) = a.get(import::SECRET_NAME).filter(|s| !s.is_empty()) {
+        vars.push(secret_env("IMPORTER_ACCESS_KEY_ID", secret, "accessKeyId"));
+        vars.push(secret_env("IMPORTER_SECRET_KEY", secret, "secretKey"));
+    }
+    if a.get(import::CERT_CONFIG_MAP)
+        .is_some_and(|c| !c.is_empty())
+    {
+        vars.push(env("IMPORTER_CERT_DIR", "/certs"));
+    }
+    if proxy.trusted_ca_proxy.is_some() {
+        vars.push(env("IMPORTER_PROXY_CERT_DIR", "/proxycerts/"));
+    }
+    for (i, header) in prefixed(&a, import::EXTRA_HEADERS_PREFIX)
+        .into_iter()
+        .enumerate()
+    {
+        vars.push(env(&format!("IMPORTER_EXTRA_HEADER_{i}"), header));
+    }
+    if let Some(sum) = a.get(import::CHECKSUM).filter(|c| !c.is_empty()) {
+        vars.push(env("IMPORTER_CHECKSUM", sum.clone()));
+    }
+    vars
+}
+
+/// Values of the annotations whose names start with `prefix`, in name order.
+fn prefixed(a: &BTreeMap<String, String>, prefix: &str) -> Vec<String> {
+    a.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// The restricted security context of every worker container.
+pub fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        run_as_non_root: Some(true),
+        run_as_user: Some(WORKER_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The data volume and how the container sees it (a mount at `/data` or a device).
+pub fn data_volume(
+    claim_name: &str,
+    block: bool,
+) -> (Volume, Option<VolumeMount>, Option<VolumeDevice>) {
+    let volume = Volume {
+        name: DATA_VOLUME.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim_name.into(),
+            read_only: Some(false),
+        }),
+        ..Default::default()
+    };
+    if block {
+        (
+            volume,
+            None,
+            Some(VolumeDevice {
+                name: DATA_VOLUME.into(),
+                device_path: BLOCK_DEVICE.into(),
+            }),
+        )
+    } else {
+        (
+            volume,
+            Some(VolumeMount {
+                name: DATA_VOLUME.into(),
+                mount_path: DATA_DIR.into(),
+                ..Default::default()
+            }),
+            None,
+        )
+    }
+}
+
+/// The importer pod for `input.claim`.
+pub fn render(input: &ImporterInput) -> Pod {
+    let claim = input.claim;
+    let claim_name = claim.metadata.name.clone().unwrap_or_default();
+    let a = claim.metadata.annotations.clone().unwrap_or_default();
+    let block = is_block(claim);
+
+    let mut pod_labels = claim.metadata.labels.clone().unwrap_or_default();
+    pod_labels.insert(labels::APP.into(), labels::APP_VALUE.into());
+    pod_labels.insert(labels::COMPONENT.into(), labels::COMPONENT_IMPORTER.into());
+    pod_labels.insert(labels::PROMETHEUS.into(), "true".into());
+    let mut annotations = pod_passthrough_annotations(&a);
+    annotations.insert(pod_ann::CREATED_BY_CONTROLLER.into(), "yes".into());
+
+    let (data, mount, device) = data_volume(&claim_name, block);
+    let mut volumes = vec![data];
+    let mut mounts: Vec<VolumeMount> = mount.into_iter().collect();
+    if let Some(cm) = a.get(import::CERT_CONFIG_MAP).filter(|c| !c.is_empty()) {
+        volumes.push(Volume {
+            name: "cdi-cert-vol".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cm.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "cdi-cert-vol".into(),
+            mount_path: "/certs".into(),
+            ..Default::default()
+        });
+    }
+    for (i, secret) in prefixed(&a, import::SECRET_EXTRA_HEADERS_PREFIX)
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("cdi-secret-extra-headers-vol-{i}");
+        volumes.push(Volume {
+            name: name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name,
+            mount_path: format!("/extraheaders/{i}"),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+
+    let container = Container {
+        name: "importer".into(),
+        image: Some(input.settings.importer_image.clone()),
+        image_pull_policy: Some(input.settings.pull_policy.clone()),
+        args: Some(vec![format!("-v={}", input.settings.verbosity)]),
+        env: Some(importer_env(input)),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: METRICS_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        resources: Some(input.config.pod_resources.clone()),
+        security_context: Some(restricted_container_security()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(mounts).filter(|m| !m.is_empty()),
+        volume_devices: device.map(|d| vec![d]),
+        ..Default::default()
+    };
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(naming::importer_pod(&claim_name)),
+            namespace: claim.metadata.namespace.clone(),
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            owner_references: claim_owner(claim),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![container],
+            restart_policy: Some("OnFailure".into()),
+            enable_service_links: Some(false),
+            priority_class_name: a.get(pod_ann::PRIORITY_CLASS_NAME).cloned(),
+            service_account_name: a.get(pod_ann::SERVICE_ACCOUNT_NAME).cloned(),
+            image_pull_secrets: Some(input.config.image_pull_secrets.clone())
+                .filter(|s| !s.is_empty()),
+            security_context: Some(PodSecurityContext {
+                fs_group: Some(WORKER_UID),
+                ..Default::default()
+            }),
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datavolume::plan::render_claim;
+    use crate::fixtures::{DV_UID, dv, storage};
+    use serde_json::json;
+
+    fn claim_for(source: serde_json::Value) -> PersistentVolumeClaim {
+        let mut claim = render_claim(
+            &dv("dv-http", source),
+            &EffectiveConfig::default(),
+            &storage(),
+        )
+        .expect("renders");
+        claim.metadata.uid = Some("pvc-uid".into());
+        claim
+    }
+
+    fn pod_for(claim: &PersistentVolumeClaim) -> Pod {
+        render(&ImporterInput {
+            claim,
+            settings: &Settings {
+                importer_image: "importer:test".into(),
+                ..Settings::default()
+            },
+            config: &EffectiveConfig::default(),
+        })
+    }
+
+    fn env_pairs(pod: &Pod) -> Vec<(String, String)> {
+        pod.spec.as_ref().expect("spec").containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn http_importer_pod_matches_appendix_a2_field_by_field() {
+        let claim = claim_for(json!({"http": {"url": "http://127.0.0.1:18090/disk.qcow2"}}));
+        let pod = pod_for(&claim);
+
+        assert_eq!(pod.metadata.name.as_deref(), Some("importer-dv-http"));
+        let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("PersistentVolumeClaim", "dv-http", "pvc-uid")
+        );
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        let ann = pod.metadata.annotations.as_ref().expect("annotations");
+        assert_eq!(ann["cdi.kubevirt.io/storage.createdByController"], "yes");
+        assert_eq!(ann["sidecar.istio.io/inject"], "false");
+        assert_eq!(ann["linkerd.io/inject"], "disabled");
+        let labels = pod.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels["cdi.kubevirt.io"], "importer");
+        assert_eq!(labels["prometheus.cdi.kubevirt.io"], "true");
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"], "cdi-controller",
+            "the claim's labels too"
+        );
+
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
+        assert_eq!(spec.enable_service_links, Some(false));
+        assert_eq!(
+            spec.security_context.as_ref().and_then(|s| s.fs_group),
+            Some(107)
+        );
+        let c = &spec.containers[0];
+        assert_eq!(c.name, "importer");
+        assert_eq!(c.image.as_deref(), Some("importer:test"));
+        assert_eq!(c.args, Some(vec!["-v=2".to_string()]));
+        let port = &c.ports.as_ref().expect("ports")[0];
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("metrics"), 8443)
+        );
+        assert_eq!(
+            c.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        let res = c.resources.as_ref().expect("resources");
+        let q = |m: &Option<
+            BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+                 k: &str| { m.as_ref().expect("set")[k].0.clone() };
+        assert_eq!(q(&res.limits, "cpu"), "750m");
+        assert_eq!(q(&res.limits, "memory"), "600M");
+        assert_eq!(q(&res.requests, "cpu"), "100m");
+        assert_eq!(q(&res.requests, "memory"), "60M");
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.run_as_user, Some(107));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert_eq!(
+            sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        let mount = &c.volume_mounts.as_ref().expect("mounts")[0];
+        assert_eq!(
+            (mount.name.as_str(), mount.mount_path.as_str()),
+            ("cdi-data-vol", "/data")
+        );
+        let vol = &spec.volumes.as_ref().expect("volumes")[0];
+        assert_eq!(
+            vol.persistent_volume_claim
+                .as_ref()
+                .map(|p| p.claim_name.as_str()),
+            Some("dv-http")
+        );
+
+        let expected: Vec<(String, String)> = [
+            ("IMPORTER_SOURCE", "http"),
+            ("IMPORTER_ENDPOINT", "http://127.0.0.1:18090/disk.qcow2"),
+            ("IMPORTER_CONTENTTYPE", "kubevirt"),
+            ("IMPORTER_IMAGE_SIZE", "1138166334"),
+            ("OWNER_UID", DV_UID),
+            ("FILESYSTEM_OVERHEAD", "0.06"),
+            ("INSECURE_TLS", "false"),
+            ("IMPORTER_DISK_ID", ""),
+            ("IMPORTER_UUID", ""),
+            ("IMPORTER_PULL_METHOD", ""),
+            ("IMPORTER_READY_FILE", ""),
+            ("IMPORTER_DONE_FILE", ""),
+            ("IMPORTER_BACKING_FILE", ""),
+            ("IMPORTER_THUMBPRINT", ""),
+            ("http_proxy", ""),
+            ("https_proxy", ""),
+            ("no_proxy", ""),
+            ("IMPORTER_CURRENT_CHECKPOINT", ""),
+            ("IMPORTER_PREVIOUS_CHECKPOINT", ""),
+            ("IMPORTER_FINAL_CHECKPOINT", ""),
+            ("PREALLOCATION", "false"),
+            ("CACHE_MODE", ""),
+            ("IMPORTER_REGISTRY_IMAGE_ARCHITECTURE", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env_pairs(&pod), expected);
+    }
+
+    #[test]
+    fn blank_pod_has_source_none_and_no_endpoint() {
+        let pod = pod_for(&claim_for(json!({"blank": {}})));
+        let env = env_pairs(&pod);
+        assert_eq!(env[0], ("IMPORTER_SOURCE".into(), "none".into()));
+        assert_eq!(env[1], ("IMPORTER_ENDPOINT".into(), "".into()));
+        assert_eq!(env[3], ("IMPORTER_IMAGE_SIZE".into(), "1138166334".into()));
+    }
+
+    #[test]
+    fn secrets_certs_headers_and_checksum_reach_the_importer() {
+        let claim = claim_for(json!({"http": {
+            "url": "https://x/disk.img", "secretRef": "creds", "certConfigMap": "ca",
+            "checksum": "sha256:ab", "extraHeaders": ["X-A: 1"], "secretExtraHeaders": ["hs"],
+        }}));
+        let pod = pod_for(&claim);
+        let c = &pod.spec.as_ref().expect("spec").containers[0];
+        let env = c.env.as_ref().expect("env");
+        let key_ref = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value_from.as_ref())
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|s| (s.name.clone(), s.key.clone()))
+        };
+        assert_eq!(
+            key_ref("IMPORTER_ACCESS_KEY_ID"),
+            Some(("creds".into(), "accessKeyId".into()))
+        );
+        assert_eq!(
+            key_ref("IMPORTER_SECRET_KEY"),
+            Some(("creds".into(), "secretKey".into()))
+        );
+        let pairs = env_pairs(&pod);
+        assert!(pairs.contains(&("IMPORTER_CERT_DIR".into(), "/certs".into())));
+        assert!(pairs.contains(&("IMPORTER_EXTRA_HEADER_0".into(), "X-A: 1".into())));
+        assert!(pairs.contains(&("IMPORTER_CHECKSUM".into(), "sha256:ab".into())));
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/data", "/certs", "/extraheaders/0"]);
+    }
+
+    #[test]
+    fn block_claim_gets_a_device_and_no_overhead() {
+        let mut claim = claim_for(json!({"blank": {}}));
+        if let Some(s) = claim.spec.as_mut() {
+            s.volume_mode = Some("Block".into());
+        }
+        let pod = pod_for(&claim);
+        let c = &pod.spec.as_ref().expect("spec").containers[0];
+        assert!(c.volume_mounts.is_none());
+        assert_eq!(
+            c.volume_devices.as_ref().expect("device")[0].device_path,
+            "/dev/cdi-block-volume"
+        );
+        assert!(env_pairs(&pod).contains(&("FILESYSTEM_OVERHEAD".into(), "0".into())));
+    }
+}

@@ -1,0 +1,354 @@
+//! Applies the worker controller's decisions: creates the worker pod (and, for uploads, its
+//! Service and TLS Secret) once the claim may be used, copies the pod's state onto the claim,
+//! and deletes the pod when the transfer succeeded, failed for good, or the claim is going away.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cdi_crds::annotations::{content, import, pod as pod_ann, switches};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use super::state::{Next, observe};
+use super::{WorkerKind, importer, upload, worker_kind};
+use crate::context::EventSpec;
+use crate::metrics::ControllerLabels;
+use crate::{Context, Error, naming};
+
+const CONTROLLER: &str = "worker";
+/// Label selecting what the controller creates (claims, pods, Services, Secrets).
+const CDI_SELECTOR: &str = "app=containerized-data-importer";
+
+/// Runs the worker controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Context,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let owned = || watcher::Config::default().labels(CDI_SELECTOR);
+    Controller::new(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Pod>::all(client.clone()), owned())
+    .owns(Api::<Service>::all(client.clone()), owned())
+    .owns(Api::<Secret>::all(client.clone()), owned())
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, Arc::new(ctx))
+    .for_each(|_| futures::future::ready(()))
+    .await;
+}
+
+async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(kind) = worker_kind(&claim) else {
+        return Ok(Action::await_change());
+    };
+    let started = Instant::now();
+    let result = reconcile_claim(&claim, kind, &ctx).await;
+    ctx.metrics.observe_reconcile(
+        CONTROLLER,
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
+}
+
+fn error_policy(claim: Arc<PersistentVolumeClaim>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(claim = %claim.name_any(), %error, "Worker reconcile failed; retrying.");
+    Action::requeue(Duration::from_secs(2))
+}
+
+fn pod_name(kind: WorkerKind, claim: &str) -> String {
+    match kind {
+        WorkerKind::Importer => naming::importer_pod(claim),
+        WorkerKind::UploadServer => naming::upload_pod(claim),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(claim = %claim.name_any(), ns = claim.namespace().unwrap_or_default()))]
+async fn reconcile_claim(
+    claim: &PersistentVolumeClaim,
+    kind: WorkerKind,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let ns = claim
+        .namespace()
+        .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let name = claim
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey(".metadata.name"))?;
+    let a = claim.metadata.annotations.clone().unwrap_or_default();
+    let is = |k: &str, v: &str| a.get(k).is_some_and(|x| x == v);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pod_name = pod_name(kind, &name);
+    let retain = is(pod_ann::RETAIN_AFTER_COMPLETION, "true");
+
+    if claim.metadata.deletion_timestamp.is_some() {
+        // The claim is protected while a pod uses it; the pod must go first.
+        cleanup(ctx, &ns, &name, kind, false).await?;
+        return Ok(Action::await_change());
+    }
+    let done = is(pod_ann::PHASE, "Succeeded");
+    if done || is(import::FATAL_ERROR, "true") {
+        if !(done && retain) {
+            cleanup(ctx, &ns, &name, kind, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !may_start(claim, &a, ctx) {
+        return Ok(Action::await_change());
+    }
+
+    let Some(pod) = pods.get_opt(&pod_name).await? else {
+        create_worker(claim, kind, ctx, &ns).await?;
+        let mut update = BTreeMap::from([(pod_ann::PHASE.to_owned(), "Pending".to_owned())]);
+        update.insert(
+            match kind {
+                WorkerKind::Importer => import::IMPORT_POD_NAME,
+                WorkerKind::UploadServer => pod_ann::UPLOAD_POD_NAME,
+            }
+            .to_owned(),
+            pod_name.clone(),
+        );
+        if kind == WorkerKind::UploadServer {
+            update.insert(pod_ann::READY.into(), "false".into());
+        }
+        patch_annotations(ctx, claim, &update, None).await?;
+        return Ok(Action::await_change());
+    };
+    if !owned_by(&pod, claim) {
+        let message = format!("pod {pod_name} exists and does not belong to claim {name}");
+        let reason = match kind {
+            WorkerKind::Importer => "ImportTargetInUse",
+            WorkerKind::UploadServer => "UploadTargetInUse",
+        };
+        ctx.publish(&claim.object_ref(&()), &EventSpec::warning(reason, message))
+            .await;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+
+    let (mut update, next) = observe(&pod, kind);
+    let claim_ref = claim.object_ref(&());
+    match next {
+        Next::Wait => {
+            patch_annotations(ctx, claim, &update, None).await?;
+        }
+        Next::Complete {
+            preallocation_applied,
+            labels,
+        } => {
+            if preallocation_applied {
+                update.insert(content::PREALLOCATION_APPLIED.into(), "true".into());
+            }
+            patch_annotations(ctx, claim, &update, Some(&labels)).await?;
+            let (reason, message) = match kind {
+                WorkerKind::Importer => ("ImportSucceeded", "Import Successful"),
+                WorkerKind::UploadServer => ("UploadSucceeded", "Upload Successful"),
+            };
+            ctx.publish(&claim_ref, &EventSpec::normal(reason, message))
+                .await;
+            tracing::info!(pod = %pod_name, "Transfer complete.");
+            if !retain {
+                cleanup(ctx, &ns, &name, kind, false).await?;
+            }
+        }
+        Next::Fail { reason, message } => {
+            patch_annotations(ctx, claim, &update, None).await?;
+            let event = match kind {
+                WorkerKind::Importer => "ErrImportFailed",
+                WorkerKind::UploadServer => "ErrUploadFailed",
+            };
+            ctx.publish(&claim_ref, &EventSpec::warning(event, &message))
+                .await;
+            tracing::warn!(pod = %pod_name, %reason, %message, "Transfer failed for good; not retrying.");
+            cleanup(ctx, &ns, &name, kind, false).await?;
+        }
+        Next::Recreate => {
+            patch_annotations(ctx, claim, &update, None).await?;
+            cleanup(ctx, &ns, &name, kind, true).await?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Whether the worker pod may run now: the claim is bound, or binding waits for a consumer and
+/// the pod is to be that consumer (immediate binding asked, or the WFFC gate off).
+fn may_start(claim: &PersistentVolumeClaim, a: &BTreeMap<String, String>, ctx: &Context) -> bool {
+    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+    if phase == Some("Bound") {
+        return true;
+    }
+    let class = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone());
+    let wffc = class
+        .as_deref()
+        .and_then(|c| ctx.stores.storage_class(c))
+        .and_then(|c| c.volume_binding_mode.clone())
+        .as_deref()
+        == Some("WaitForFirstConsumer");
+    let immediate = a
+        .get(switches::IMMEDIATE_BINDING)
+        .is_some_and(|v| v == "true");
+    wffc && (immediate || !ctx.stores.effective_config().honor_wait_for_first_consumer)
+}
+
+fn owned_by(pod: &Pod, claim: &PersistentVolumeClaim) -> bool {
+    let uid = claim.metadata.uid.as_deref();
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(o.uid.as_str()) == uid)
+}
+
+async fn create_worker(
+    claim: &PersistentVolumeClaim,
+    kind: WorkerKind,
+    ctx: &Context,
+    ns: &str,
+) -> Result<(), Error> {
+    let config = ctx.stores.effective_config();
+    let pod = match kind {
+        WorkerKind::Importer => importer::render(&importer::ImporterInput {
+            claim,
+            settings: &ctx.settings,
+            config: &config,
+        }),
+        WorkerKind::UploadServer => {
+            let name = claim.name_any();
+            let service = naming::upload_service(&name);
+            let (data, deadline) =
+                ctx.upload_certs
+                    .upload_server_secret(&service, ns, SystemTime::now())?;
+            create_or_keep(
+                &Api::<Secret>::namespaced(ctx.client.clone(), ns),
+                &upload::render_secret(claim, data),
+            )
+            .await?;
+            create_or_keep(
+                &Api::<Service>::namespaced(ctx.client.clone(), ns),
+                &upload::render_service(claim),
+            )
+            .await?;
+            upload::render_pod(&upload::UploadInput {
+                claim,
+                settings: &ctx.settings,
+                config: &config,
+                deadline,
+            })
+        }
+    };
+    create_or_keep(&Api::<Pod>::namespaced(ctx.client.clone(), ns), &pod).await?;
+    let controller = match kind {
+        WorkerKind::Importer => "importer",
+        WorkerKind::UploadServer => "upload",
+    };
+    ctx.metrics
+        .pods_created
+        .get_or_create(&ControllerLabels {
+            controller: controller.into(),
+        })
+        .inc();
+    tracing::info!(pod = %pod.name_any(), "Worker pod created.");
+    Ok(())
+}
+
+async fn create_or_keep<K>(api: &Api<K>, object: &K) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the worker pod, and for uploads its Service and Secret (only the pod and Secret
+/// when `renew` asks for fresh certificates).
+async fn cleanup(
+    ctx: &Context,
+    ns: &str,
+    claim: &str,
+    kind: WorkerKind,
+    renew: bool,
+) -> Result<(), Error> {
+    let client = ctx.client.clone();
+    delete_if_present(
+        &Api::<Pod>::namespaced(client.clone(), ns),
+        &pod_name(kind, claim),
+    )
+    .await?;
+    if kind == WorkerKind::UploadServer {
+        delete_if_present(
+            &Api::<Secret>::namespaced(client.clone(), ns),
+            &naming::upload_pod(claim),
+        )
+        .await?;
+        if !renew {
+            delete_if_present(
+                &Api::<Service>::namespaced(client, ns),
+                &naming::upload_service(claim),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges `update` into the claim's annotations (and `labels` into its labels) when anything
+/// differs.
+async fn patch_annotations(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    update: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Result<(), Error> {
+    let current = claim.metadata.annotations.clone().unwrap_or_default();
+    let current_labels = claim.metadata.labels.clone().unwrap_or_default();
+    let annotations_same = update.iter().all(|(k, v)| current.get(k) == Some(v));
+    let labels_same =
+        labels.is_none_or(|l| l.iter().all(|(k, v)| current_labels.get(k) == Some(v)));
+    if annotations_same && labels_same {
+        return Ok(());
+    }
+    let ns = claim
+        .namespace()
+        .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut metadata = serde_json::json!({ "annotations": update });
+    if let Some(l) = labels.filter(|l| !l.is_empty()) {
+        metadata["labels"] = serde_json::to_value(l).map_err(|source| Error::Serialize {
+            what: "claim labels",
+            source,
+        })?;
+    }
+    api.patch(
+        &claim.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+    )
+    .await?;
+    Ok(())
+}

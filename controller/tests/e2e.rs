@@ -1,0 +1,596 @@
+//! cdi-controller end to end, on a real kube-apiserver and controller-manager with the kubelet
+//! stand-in running our `cdi-importer` as the importer image (see `testenv/`), or on the cluster
+//! named by `CDI_TEST_KUBECONFIG` (then image contents are not checked, as the volumes are not
+//! local). The CRDs are applied from `deploy/crds`, the controller runs as a process, and the
+//! sources are served by the test HTTP server on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cdi_crds::{DataVolume, DataVolumeConditionType, DataVolumePhase};
+use cdi_testdata::http::{Behaviour, TestServer};
+use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
+use cdi_testenv::TestCluster;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use sha2::Digest;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const GIB: u64 = 1 << 30;
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match cdi_testenv::wait::eventually(what, TIMEOUT, check).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The `cdi-importer` binary next to ours, built if this test run did not build it.
+fn importer_binary() -> PathBuf {
+    let controller = PathBuf::from(env!("CARGO_BIN_EXE_cdi-controller"));
+    let dir = controller.parent().expect("target dir").to_path_buf();
+    let importer = dir.join("cdi-importer");
+    if !importer.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "cdi-importer", "--bin", "cdi-importer"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p cdi-importer failed");
+    }
+    importer
+}
+
+/// A cluster with our CRDs, and a namespace for the controller.
+struct Env {
+    cluster: TestCluster,
+    client: Client,
+    cdi_namespace: String,
+    logs: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let binaries = BTreeMap::from([("cdi-importer".to_string(), importer_binary())]);
+    let cluster = match TestCluster::start(binaries).await {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let client = cluster.client();
+    let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    if let Err(e) = cdi_testenv::crds::apply_dir(&client, &crds).await {
+        panic!("{e}");
+    }
+    let cdi_namespace = cluster.create_namespace("cdi").await.expect("namespace");
+    Env {
+        cluster,
+        client,
+        cdi_namespace,
+        logs: tempfile::tempdir().expect("log dir"),
+    }
+}
+
+/// The controller as a process; stopped (SIGTERM, then SIGKILL) on drop.
+struct ControllerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        cdi_testenv::process::stop(&mut self.child, Duration::from_secs(10));
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<_> = log.lines().rev().take(60).collect();
+            eprintln!("--- controller log (last lines) ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn start_controller(env: &Env, name: &str) -> ControllerProcess {
+    let log = env.logs.path().join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
+    cmd.arg("--kubeconfig")
+        .arg(env.cluster.kubeconfig())
+        .args([
+            "--importer-image",
+            "quay.io/cdi-rs/cdi-importer:latest",
+            "--uploadserver-image",
+            "quay.io/cdi-rs/cdi-uploadserver:latest",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--namespace",
+            &env.cdi_namespace,
+        ])
+        .env("RUST_LOG", "info,kube_runtime=warn")
+        .env("POD_NAME", name)
+        .stdout(Stdio::null())
+        .stderr(out);
+    let child = cdi_testenv::process::spawn_tied(cmd).expect("start cdi-controller");
+    ControllerProcess { child, log }
+}
+
+fn data_volume(name: &str, spec: serde_json::Value) -> DataVolume {
+    serde_json::from_value(json!({
+        "apiVersion": "cdi.kubevirt.io/v1beta1",
+        "kind": "DataVolume",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .expect("a valid DataVolume")
+}
+
+fn storage_1gi() -> serde_json::Value {
+    json!({ "resources": { "requests": { "storage": "1Gi" } } })
+}
+
+async fn create(api: &Api<DataVolume>, dv: &DataVolume) {
+    if let Err(e) = api.create(&PostParams::default(), dv).await {
+        panic!("creating DataVolume {}: {e}", dv.name_any());
+    }
+}
+
+fn phase(dv: &DataVolume) -> Option<DataVolumePhase> {
+    dv.status.as_ref()?.phase.clone()
+}
+
+async fn wait_phase(api: &Api<DataVolume>, name: &str, want: DataVolumePhase) -> DataVolume {
+    let last = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let what = format!("DataVolume {name} to reach {want:?}");
+    let result = cdi_testenv::wait::eventually(&what, TIMEOUT, || {
+        let api = api.clone();
+        let want = want.clone();
+        let last = last.clone();
+        async move {
+            let dv = api.get(name).await.ok()?;
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = dv.status.clone();
+            (phase(&dv) == Some(want)).then_some(dv)
+        }
+    })
+    .await;
+    match result {
+        Ok(dv) => dv,
+        Err(e) => panic!(
+            "{e}; last status: {:#?}",
+            last.lock().unwrap_or_else(|p| p.into_inner())
+        ),
+    }
+}
+
+fn condition(dv: &DataVolume, t: DataVolumeConditionType) -> (String, String, String) {
+    let c = dv
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == t))
+        .unwrap_or_else(|| panic!("{t:?} condition missing on {}", dv.name_any()));
+    (
+        c.status.as_str().to_owned(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    )
+}
+
+/// The reasons of the events about `name` (either Events API).
+async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&ListParams::default()).await.expect("events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// The image file of claim `name`, when the cluster's volumes are local directories.
+async fn disk_image(env: &Env, ns: &str, name: &str) -> Option<PathBuf> {
+    if !env.cluster.is_local() {
+        return None;
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), ns);
+    let pv_name = claims.get(name).await.ok()?.spec?.volume_name?;
+    let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
+    let path = pvs.get(&pv_name).await.ok()?.spec?.host_path?.path;
+    Some(Path::new(&path).join("disk.img"))
+}
+
+/// Checks that the claim's image starts with `expected` and is zero after it, up to `size`.
+async fn assert_image(env: &Env, ns: &str, name: &str, expected: &[u8], size: u64) {
+    let Some(path) = disk_image(env, ns, name).await else {
+        return;
+    };
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(data.len() as u64, size, "{name}: image size");
+    assert!(
+        data[..expected.len()] == *expected,
+        "{name}: image content differs"
+    );
+    assert!(
+        data[expected.len()..].iter().all(|b| *b == 0),
+        "{name}: tail not zero"
+    );
+}
+
+async fn pod_gone(client: &Client, ns: &str, pod: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("pod {pod} to be deleted"), || {
+        let pods = pods.clone();
+        async move { pods.get_opt(pod).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}
+
+/// A small qcow2 with data, compressed and zero clusters; returns it and its raw content.
+fn qcow2_image() -> (Vec<u8>, Vec<u8>) {
+    let pattern = |seed: u8| (0..65536u32).map(|i| (i as u8) ^ seed).collect::<Vec<u8>>();
+    let builder = Qcow2Builder::new(16, 8 << 20)
+        .with(0, Cluster::Data(pattern(1)))
+        .with(3, Cluster::Compressed(pattern(2)))
+        .with(7, Cluster::ZeroFlag)
+        .with(100, Cluster::Data(pattern(3)));
+    (builder.build(), builder.expected_raw())
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn serve(body: Vec<u8>) -> TestServer {
+    TestServer::start(Behaviour {
+        body,
+        ranges: true,
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datavolumes_import_upload_and_fail_on_a_real_apiserver() {
+    let env = env().await;
+    let _controller = start_controller(&env, "cdi-controller-a");
+    let ns = env
+        .cluster
+        .create_namespace("e2e")
+        .await
+        .expect("namespace");
+    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), &ns);
+
+    // Invalid DataVolumes are refused at admission by the CRD's CEL rules.
+    let refused = dvs
+        .create(
+            &PostParams::default(),
+            &data_volume("no-source", json!({"storage": storage_1gi()})),
+        )
+        .await
+        .expect_err("a DataVolume without a source is refused");
+    assert!(refused.to_string().contains("no data source"), "{refused}");
+
+    let (qcow2, qcow2_raw) = qcow2_image();
+    let qcow2_sum = hex::encode(sha2::Sha256::digest(&qcow2));
+    let qcow2_server = serve(qcow2.clone());
+    let raw = cdi_testdata::raw::sparse_disk(7, 4 << 20, 4096);
+    let gz_server = serve(gzip(&raw));
+    let missing = TestServer::start(Behaviour {
+        statuses: std::iter::repeat_n(404, 50).collect(),
+        ..Default::default()
+    });
+    let stalled = TestServer::start(Behaviour {
+        body: vec![7u8; 16 << 20],
+        ranges: true,
+        stall_at: Some((4 << 20, Duration::from_secs(600))),
+        ..Default::default()
+    });
+
+    let http = |url: String| json!({ "http": { "url": url } });
+    for dv in [
+        data_volume(
+            "dv-http",
+            json!({
+                "source": { "http": { "url": qcow2_server.url("/disk.qcow2"),
+                                      "checksum": format!("sha256:{qcow2_sum}") } },
+                "storage": storage_1gi(),
+            }),
+        ),
+        data_volume(
+            "dv-gz",
+            json!({ "source": http(gz_server.url("/disk.raw.gz")), "storage": storage_1gi() }),
+        ),
+        data_volume(
+            "dv-bad-sum",
+            json!({
+                "source": { "http": { "url": qcow2_server.url("/disk.qcow2"),
+                                      "checksum": format!("sha256:{}", "0".repeat(64)) } },
+                "storage": storage_1gi(),
+            }),
+        ),
+        data_volume(
+            "dv-404",
+            json!({ "source": http(missing.url("/nope.img")), "storage": storage_1gi() }),
+        ),
+        data_volume(
+            "dv-blank",
+            json!({ "source": { "blank": {} }, "storage": storage_1gi() }),
+        ),
+        data_volume(
+            "dv-upload",
+            json!({ "source": { "upload": {} }, "storage": storage_1gi() }),
+        ),
+        data_volume(
+            "dv-pvc",
+            json!({
+                "source": http(qcow2_server.url("/disk.qcow2")),
+                "pvc": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } },
+            }),
+        ),
+        data_volume(
+            "dv-wffc",
+            json!({
+                "source": { "blank": {} },
+                "storage": { "storageClassName": cdi_testenv::STORAGE_CLASS_WFFC,
+                             "resources": { "requests": { "storage": "1Gi" } } },
+            }),
+        ),
+        data_volume(
+            "dv-stalled",
+            json!({ "source": http(stalled.url("/big.img")), "storage": storage_1gi() }),
+        ),
+    ] {
+        create(&dvs, &dv).await;
+    }
+    let mut immediate = data_volume(
+        "dv-wffc-immediate",
+        json!({
+            "source": { "blank": {} },
+            "storage": { "storageClassName": cdi_testenv::STORAGE_CLASS_WFFC,
+                         "resources": { "requests": { "storage": "1Gi" } } },
+        }),
+    );
+    immediate.metadata.annotations = Some(BTreeMap::from([(
+        "cdi.kubevirt.io/storage.bind.immediate.requested".to_string(),
+        "true".to_string(),
+    )]));
+    create(&dvs, &immediate).await;
+
+    // http qcow2 with a checksum: upstream's claim, status and events; the image is exact.
+    let dv = wait_phase(&dvs, "dv-http", DataVolumePhase::Succeeded).await;
+    let status = dv.status.clone().expect("status");
+    assert_eq!(status.progress.as_deref(), Some("100.0%"));
+    assert_eq!(status.claim_name.as_deref(), Some("dv-http"));
+    assert_eq!(status.restart_count, Some(0));
+    assert_eq!(
+        condition(&dv, DataVolumeConditionType::Bound),
+        ("True".into(), "Bound".into(), "PVC dv-http Bound".into())
+    );
+    assert_eq!(condition(&dv, DataVolumeConditionType::Ready).0, "True");
+    assert_eq!(
+        condition(&dv, DataVolumeConditionType::Running),
+        ("False".into(), "Completed".into(), "Import Complete".into())
+    );
+    let claim = claims.get("dv-http").await.expect("claim");
+    let spec = claim.spec.clone().expect("claim spec");
+    assert_eq!(
+        spec.resources.and_then(|r| r.requests).expect("requests")["storage"].0,
+        "1138166334"
+    );
+    let ann = claim.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(ann["cdi.kubevirt.io/storage.pod.phase"], "Succeeded");
+    assert_eq!(
+        ann["cdi.kubevirt.io/storage.import.importPodName"],
+        "importer-dv-http"
+    );
+    assert_eq!(
+        ann["cdi.kubevirt.io/storage.condition.running.reason"],
+        "Completed"
+    );
+    assert_eq!(
+        ann["cdi.kubevirt.io/createdForDataVolume"],
+        dv.uid().expect("uid")
+    );
+    pod_gone(&env.client, &ns, "importer-dv-http").await;
+    assert_image(&env, &ns, "dv-http", &qcow2_raw, GIB).await;
+    let reasons = eventually("DataVolume events", || {
+        let client = env.client.clone();
+        let ns = ns.clone();
+        async move {
+            let r = event_reasons(&client, &ns, "dv-http").await;
+            (r.contains(&"Bound".to_string()) && r.contains(&"ImportSucceeded".to_string()))
+                .then_some(r)
+        }
+    })
+    .await;
+    assert!(!reasons.iter().any(|r| r.contains("Fail")), "{reasons:?}");
+
+    // raw.gz, the pvc API (size used as written), blank.
+    wait_phase(&dvs, "dv-gz", DataVolumePhase::Succeeded).await;
+    assert_image(&env, &ns, "dv-gz", &raw, GIB).await;
+    wait_phase(&dvs, "dv-pvc", DataVolumePhase::Succeeded).await;
+    let pvc_claim = claims.get("dv-pvc").await.expect("claim");
+    assert_eq!(
+        pvc_claim
+            .spec
+            .and_then(|s| s.resources)
+            .and_then(|r| r.requests)
+            .expect("requests")["storage"]
+            .0,
+        "1Gi"
+    );
+    wait_phase(&dvs, "dv-blank", DataVolumePhase::Succeeded).await;
+    assert_image(&env, &ns, "dv-blank", &[], GIB).await;
+
+    // Terminal failures fail the DataVolume at once, without restarts, and leave no image.
+    for (name, reason) in [("dv-bad-sum", "ChecksumError"), ("dv-404", "NotFound")] {
+        let dv = wait_phase(&dvs, name, DataVolumePhase::Failed).await;
+        let (status, why, message) = condition(&dv, DataVolumeConditionType::Running);
+        assert_eq!(
+            (status.as_str(), why.as_str()),
+            ("False", reason),
+            "{name}: {message}"
+        );
+        assert_eq!(
+            dv.status.as_ref().and_then(|s| s.restart_count),
+            Some(0),
+            "{name}"
+        );
+        pod_gone(&env.client, &ns, &format!("importer-{name}")).await;
+        if let Some(path) = disk_image(&env, &ns, name).await {
+            assert!(
+                !path.exists(),
+                "{name}: a failed import left {}",
+                path.display()
+            );
+        }
+    }
+
+    // Upload: scheduled with its pod, Service and TLS Secret (no upload server runs here).
+    wait_phase(&dvs, "dv-upload", DataVolumePhase::UploadScheduled).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    let pod = pods.get("cdi-upload-dv-upload").await.expect("upload pod");
+    let container = &pod.spec.expect("spec").containers[0];
+    let env_names: Vec<_> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    for want in [
+        "TLS_KEY_FILE",
+        "TLS_CERT_FILE",
+        "CLIENT_CERT_FILE",
+        "UPLOAD_IMAGE_SIZE",
+        "CLIENT_NAME",
+        "DEADLINE",
+    ] {
+        assert!(
+            env_names.contains(&want),
+            "upload pod env lacks {want}: {env_names:?}"
+        );
+    }
+    let svc = Api::<Service>::namespaced(env.client.clone(), &ns)
+        .get("cdi-upload-dv-upload")
+        .await
+        .expect("upload service");
+    assert_eq!(svc.spec.and_then(|s| s.ports).expect("ports")[0].port, 443);
+    let secret = Api::<Secret>::namespaced(env.client.clone(), &ns)
+        .get("cdi-upload-dv-upload")
+        .await
+        .expect("upload secret");
+    let keys: Vec<_> = secret.data.unwrap_or_default().into_keys().collect();
+    assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+    let upload_claim = claims.get("dv-upload").await.expect("claim");
+    let ann = upload_claim.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        ann.get("cdi.kubevirt.io/storage.upload.target")
+            .map(String::as_str),
+        Some("")
+    );
+    assert_eq!(
+        ann.get("cdi.kubevirt.io/storage.uploadPodName")
+            .map(String::as_str),
+        Some("cdi-upload-dv-upload")
+    );
+
+    // WaitForFirstConsumer: no importer until a consumer binds the claim, unless immediate
+    // binding is asked for.
+    wait_phase(&dvs, "dv-wffc", DataVolumePhase::WaitForFirstConsumer).await;
+    wait_phase(&dvs, "dv-wffc-immediate", DataVolumePhase::Succeeded).await;
+    assert!(
+        pods.get_opt("importer-dv-wffc")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // Progress is read from the running importer; deleting the DataVolume mid-import removes
+    // its pod and claim.
+    wait_phase(&dvs, "dv-stalled", DataVolumePhase::ImportInProgress).await;
+    let progress = eventually("progress from the importer's metrics", || {
+        let dvs = dvs.clone();
+        async move {
+            let p = dvs.get("dv-stalled").await.ok()?.status?.progress?;
+            let value: f64 = p.strip_suffix('%')?.parse().ok()?;
+            (value > 0.0).then_some(value)
+        }
+    })
+    .await;
+    assert!(progress < 100.0, "{progress}");
+    dvs.delete("dv-stalled", &DeleteParams::background())
+        .await
+        .expect("delete");
+    pod_gone(&env.client, &ns, "importer-dv-stalled").await;
+    eventually("the claim of the deleted DataVolume to go", || {
+        let claims = claims.clone();
+        async move {
+            claims
+                .get_opt("dv-stalled")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_picks_up_where_it_was() {
+    let env = env().await;
+    let ns = env
+        .cluster
+        .create_namespace("e2e-restart")
+        .await
+        .expect("namespace");
+    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
+    let body: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let server = TestServer::start(Behaviour {
+        body: body.clone(),
+        ranges: true,
+        stall_at: Some((2 << 20, Duration::from_secs(6))),
+        ..Default::default()
+    });
+
+    let first = start_controller(&env, "cdi-controller-first");
+    create(
+        &dvs,
+        &data_volume(
+            "dv",
+            json!({
+                "source": { "http": { "url": server.url("/disk.img") } },
+                "storage": storage_1gi(),
+            }),
+        ),
+    )
+    .await;
+    wait_phase(&dvs, "dv", DataVolumePhase::ImportInProgress).await;
+    drop(first);
+
+    // The importer finishes while no controller runs; the next one records it.
+    let _second = start_controller(&env, "cdi-controller-second");
+    let dv = wait_phase(&dvs, "dv", DataVolumePhase::Succeeded).await;
+    assert_eq!(
+        dv.status.and_then(|s| s.progress).as_deref(),
+        Some("100.0%")
+    );
+    pod_gone(&env.client, &ns, "importer-dv").await;
+    assert_image(&env, &ns, "dv", &body, GIB).await;
+}
