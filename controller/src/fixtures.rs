@@ -172,3 +172,139 @@ pub fn pod_waiting(reason: &str, last: Option<(i32, &str)>, restarts: i32) -> Po
         if last.is_some() { "Running" } else { "Pending" },
     )
 }
+
+/// One request the mock API server received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub body: serde_json::Value,
+}
+
+/// A mock API server (tower-test): answers by method and path from `objects` (path → JSON),
+/// echoes created and patched bodies, 404s what it does not have, and records every request.
+pub struct MockApi {
+    pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl MockApi {
+    /// The requests so far, as `METHOD path`.
+    pub fn calls(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The body of the first request matching `method` and a path ending in `suffix`.
+    pub fn body(&self, method: &str, suffix: &str) -> Option<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .find(|s| s.method == method && s.path.ends_with(suffix))
+            .map(|s| s.body)
+    }
+}
+
+/// A context whose client talks to a [`MockApi`] serving `objects` (API path → object), with
+/// the storage of [`storage`] in its caches.
+pub fn mock_context(objects: BTreeMap<String, serde_json::Value>) -> (crate::Context, MockApi) {
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let path = request.uri().path().to_owned();
+            let bytes = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            record.lock().unwrap_or_else(|p| p.into_inner()).push(Seen {
+                method: method.clone(),
+                path: path.clone(),
+                body: body.clone(),
+            });
+            let (status, answer) = match method.as_str() {
+                "GET" => match objects.get(&path) {
+                    Some(o) => (200, o.clone()),
+                    None => (404, not_found()),
+                },
+                "POST" => {
+                    let mut created = body;
+                    created["metadata"]["uid"] = serde_json::json!("created-uid");
+                    (201, created)
+                }
+                "PATCH" | "PUT" => {
+                    let mut answer = objects
+                        .get(path.trim_end_matches("/status"))
+                        .cloned()
+                        .unwrap_or(body);
+                    if answer.get("metadata").is_none() {
+                        let name = path
+                            .trim_end_matches("/status")
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("");
+                        answer["metadata"] = serde_json::json!({ "name": name });
+                    }
+                    if answer.get("spec").is_none() && path.contains("/datavolumes/") {
+                        answer["spec"] = serde_json::json!({});
+                    }
+                    (200, answer)
+                }
+                "DELETE" => (
+                    200,
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                ),
+                _ => (405, not_found()),
+            };
+            let response = Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&answer).unwrap_or_default()))
+                .expect("a response");
+            send.send_response(response);
+        }
+    });
+    let client = kube::Client::new(service, "default");
+    let (config, _) = kube::runtime::reflector::store();
+    let (classes, mut classes_writer) = kube::runtime::reflector::store();
+    let (profiles, mut profiles_writer) = kube::runtime::reflector::store();
+    let view = storage();
+    for c in view.classes {
+        classes_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply((*c).clone()));
+    }
+    for p in view.profiles {
+        profiles_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply((*p).clone()));
+    }
+    let stores = crate::context::Stores {
+        config,
+        storage_classes: classes,
+        storage_profiles: profiles,
+    };
+    let certs = crate::certs::UploadCertificates::generate(Default::default()).expect("CAs");
+    let ctx = crate::Context::new(
+        client,
+        crate::Settings::default(),
+        Arc::new(crate::metrics::Metrics::new()),
+        Arc::new(certs),
+        stores,
+    );
+    (ctx, MockApi { seen, _task: task })
+}
+
+fn not_found() -> serde_json::Value {
+    serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "NotFound", "code": 404, "message": "not found"
+    })
+}

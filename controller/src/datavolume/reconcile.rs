@@ -210,3 +210,126 @@ async fn read_progress(ctx: &Context, ns: &str, claim: &PersistentVolumeClaim) -
     let owner_uid = crate::worker::importer::owner_uid(claim);
     progress::scrape(&ctx.scraper, &pod, &owner_uid).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::fixtures::{NAMESPACE, dv, mock_context};
+    use serde_json::json;
+
+    const CLAIM_PATH: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/dv-http";
+
+    fn http_dv() -> DataVolume {
+        dv(
+            "dv-http",
+            json!({"http": {"url": "http://server/disk.qcow2"}}),
+        )
+    }
+
+    #[tokio::test]
+    async fn new_dv_creates_its_claim_and_reports_pending() {
+        let (ctx, api) = mock_context(BTreeMap::new());
+        let action = reconcile_dv(&http_dv(), &ctx).await.expect("reconciles");
+        assert_eq!(action, Action::await_change());
+
+        let calls = api.calls();
+        assert_eq!(calls[0], format!("GET {CLAIM_PATH}"));
+        assert_eq!(
+            calls[1],
+            format!("POST /api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims")
+        );
+        let claim = api
+            .body("POST", "/persistentvolumeclaims")
+            .expect("claim posted");
+        assert_eq!(
+            claim["spec"]["resources"]["requests"]["storage"],
+            "1138166334"
+        );
+        assert_eq!(
+            claim["metadata"]["annotations"]["cdi.kubevirt.io/storage.import.source"],
+            "http"
+        );
+        let status = api
+            .body("PATCH", "/datavolumes/dv-http/status")
+            .expect("status patched");
+        assert_eq!(status["status"]["phase"], "Pending");
+        assert_eq!(status["status"]["claimName"], "dv-http");
+        assert_eq!(status["status"]["progress"], "N/A");
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with("POST /apis/events.k8s.io/v1/namespaces/ns/events")),
+            "a Pending event: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bound_claim_with_running_importer_is_in_progress_and_requeued_for_progress() {
+        let mut d = http_dv();
+        let claim = json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "dv-http", "namespace": "ns", "uid": "pvc-uid",
+                "ownerReferences": [{"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+                    "name": "dv-http", "uid": crate::fixtures::DV_UID, "controller": true}],
+                "annotations": {"cdi.kubevirt.io/storage.pod.phase": "Running",
+                                "cdi.kubevirt.io/storage.condition.running": "true",
+                                "cdi.kubevirt.io/storage.import.importPodName": "importer-dv-http"}},
+            "spec": {}, "status": {"phase": "Bound"}
+        });
+        let (ctx, api) = mock_context(BTreeMap::from([(CLAIM_PATH.to_string(), claim)]));
+        d.status = None;
+        let action = reconcile_dv(&d, &ctx).await.expect("reconciles");
+        assert_eq!(action, Action::requeue(PROGRESS_INTERVAL));
+        let status = api
+            .body("PATCH", "/datavolumes/dv-http/status")
+            .expect("status patched");
+        assert_eq!(status["status"]["phase"], "ImportInProgress");
+        // No claim is created for a DataVolume that has one.
+        assert!(
+            !api.calls().iter().any(|c| c.starts_with("POST /api/v1")),
+            "{:?}",
+            api.calls()
+        );
+    }
+
+    #[tokio::test]
+    async fn claim_of_someone_else_is_not_adopted() {
+        let claim = json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "dv-http", "namespace": "ns", "uid": "other"},
+            "spec": {}, "status": {"phase": "Bound"}
+        });
+        let (ctx, api) = mock_context(BTreeMap::from([(CLAIM_PATH.to_string(), claim)]));
+        reconcile_dv(&http_dv(), &ctx).await.expect("reconciles");
+        let status = api
+            .body("PATCH", "/datavolumes/dv-http/status")
+            .expect("status patched");
+        assert_eq!(status["status"]["phase"], "Pending");
+        let bound = &status["status"]["conditions"][0];
+        assert_eq!(bound["reason"], "ErrResourceExists");
+    }
+
+    #[tokio::test]
+    async fn unchanged_status_is_not_written_again() {
+        let (ctx, api) = mock_context(BTreeMap::new());
+        let mut d = http_dv();
+        reconcile_dv(&d, &ctx).await.expect("first pass");
+        let written = api
+            .body("PATCH", "/datavolumes/dv-http/status")
+            .expect("status");
+        d.status = serde_json::from_value(written["status"].clone()).expect("status parses");
+        let before = api.requests().len();
+        // The claim now exists (the mock answers the GET with the rendered claim).
+        let claim = api.body("POST", "/persistentvolumeclaims").expect("claim");
+        let (ctx2, api2) = mock_context(BTreeMap::from([(CLAIM_PATH.to_string(), claim)]));
+        reconcile_dv(&d, &ctx2).await.expect("second pass");
+        assert!(
+            !api2.calls().iter().any(|c| c.contains("/status")),
+            "{:?}",
+            api2.calls()
+        );
+        assert!(before > 0);
+    }
+}

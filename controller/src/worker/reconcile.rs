@@ -352,3 +352,220 @@ async fn patch_annotations(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::fixtures::{mock_context, pod_running, pod_terminated};
+    use serde_json::json;
+
+    const POD_PATH: &str = "/api/v1/namespaces/ns/pods/importer-disk";
+
+    fn claim(phase: &str, annotations: serde_json::Value) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "disk", "namespace": "ns", "uid": "pvc-uid", "annotations": annotations},
+            "spec": {"storageClassName": "local", "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": phase}
+        }))
+        .expect("a claim")
+    }
+
+    fn owned(mut pod: Pod) -> serde_json::Value {
+        pod.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "PersistentVolumeClaim".into(),
+                name: "disk".into(),
+                uid: "pvc-uid".into(),
+                controller: Some(true),
+                ..Default::default()
+            },
+        ]);
+        serde_json::to_value(pod).expect("pod json")
+    }
+
+    fn import_annotations() -> serde_json::Value {
+        json!({"cdi.kubevirt.io/storage.import.endpoint": "http://server/disk.img",
+               "cdi.kubevirt.io/storage.import.source": "http"})
+    }
+
+    #[tokio::test]
+    async fn bound_claim_gets_its_importer_pod_and_annotations() {
+        let (ctx, api) = mock_context(BTreeMap::new());
+        let c = claim("Bound", import_annotations());
+        reconcile_claim(&c, WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        let calls = api.calls();
+        assert_eq!(calls[0], format!("GET {POD_PATH}"));
+        assert_eq!(calls[1], "POST /api/v1/namespaces/ns/pods");
+        let pod = api.body("POST", "/pods").expect("pod created");
+        assert_eq!(pod["metadata"]["name"], "importer-disk");
+        assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "http");
+        let patch = api
+            .body("PATCH", "/persistentvolumeclaims/disk")
+            .expect("claim annotated");
+        assert_eq!(
+            patch["metadata"]["annotations"]["cdi.kubevirt.io/storage.pod.phase"],
+            "Pending"
+        );
+        assert_eq!(
+            patch["metadata"]["annotations"]["cdi.kubevirt.io/storage.import.importPodName"],
+            "importer-disk"
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_claim_on_an_immediate_class_waits_without_a_pod() {
+        let (ctx, api) = mock_context(BTreeMap::new());
+        let c = claim("Pending", import_annotations());
+        reconcile_claim(&c, WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        assert!(api.calls().is_empty(), "{:?}", api.calls());
+    }
+
+    #[tokio::test]
+    async fn terminal_failure_marks_the_claim_fatal_and_deletes_the_pod() {
+        let pod = pod_terminated(
+            1,
+            "Unable to connect to http data source: 404\n{\"reason\":\"NotFound\",\"terminal\":true}",
+            0,
+        );
+        let (ctx, api) = mock_context(BTreeMap::from([(POD_PATH.to_string(), owned(pod))]));
+        reconcile_claim(
+            &claim("Bound", import_annotations()),
+            WorkerKind::Importer,
+            &ctx,
+        )
+        .await
+        .expect("reconciles");
+        let patch = api
+            .body("PATCH", "/persistentvolumeclaims/disk")
+            .expect("claim annotated");
+        let a = &patch["metadata"]["annotations"];
+        assert_eq!(a["cdi.kubevirt.io/storage.import.fatalError"], "true");
+        assert_eq!(
+            a["cdi.kubevirt.io/storage.condition.running.reason"],
+            "NotFound"
+        );
+        let calls = api.calls();
+        assert!(calls.contains(&format!("DELETE {POD_PATH}")), "{calls:?}");
+        let event = api.body("POST", "/events").expect("event");
+        assert_eq!(event["reason"], "ErrImportFailed");
+    }
+
+    #[tokio::test]
+    async fn success_records_completion_and_deletes_the_pod() {
+        let pod = pod_terminated(
+            0,
+            r#"{"preallocationApplied":true,"message":"Import Complete"}"#,
+            0,
+        );
+        let (ctx, api) = mock_context(BTreeMap::from([(POD_PATH.to_string(), owned(pod))]));
+        reconcile_claim(
+            &claim("Bound", import_annotations()),
+            WorkerKind::Importer,
+            &ctx,
+        )
+        .await
+        .expect("reconciles");
+        let patch = api
+            .body("PATCH", "/persistentvolumeclaims/disk")
+            .expect("claim annotated");
+        let a = &patch["metadata"]["annotations"];
+        assert_eq!(a["cdi.kubevirt.io/storage.pod.phase"], "Succeeded");
+        assert_eq!(a["cdi.kubevirt.io/storage.preallocation"], "true");
+        assert_eq!(
+            api.body("POST", "/events").expect("event")["reason"],
+            "ImportSucceeded"
+        );
+        assert!(api.calls().contains(&format!("DELETE {POD_PATH}")));
+    }
+
+    #[tokio::test]
+    async fn running_pod_state_is_copied_once() {
+        let (ctx, api) = mock_context(BTreeMap::from([(
+            POD_PATH.to_string(),
+            owned(pod_running(2)),
+        )]));
+        let c = claim("Bound", import_annotations());
+        reconcile_claim(&c, WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        let patch = api
+            .body("PATCH", "/persistentvolumeclaims/disk")
+            .expect("claim annotated");
+        assert_eq!(
+            patch["metadata"]["annotations"]["cdi.kubevirt.io/storage.pod.restarts"],
+            "2"
+        );
+        assert!(!api.calls().iter().any(|c| c.starts_with("DELETE")));
+
+        // With the annotations already in place nothing is written.
+        let annotated = claim("Bound", {
+            let mut a = import_annotations();
+            for (k, v) in patch["metadata"]["annotations"].as_object().expect("map") {
+                a[k] = v.clone();
+            }
+            a
+        });
+        let (ctx, api) = mock_context(BTreeMap::from([(
+            POD_PATH.to_string(),
+            owned(pod_running(2)),
+        )]));
+        reconcile_claim(&annotated, WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        assert_eq!(api.calls(), vec![format!("GET {POD_PATH}")]);
+    }
+
+    #[tokio::test]
+    async fn finished_claim_only_cleans_up() {
+        let (ctx, api) = mock_context(BTreeMap::new());
+        let mut a = import_annotations();
+        a["cdi.kubevirt.io/storage.pod.phase"] = json!("Succeeded");
+        reconcile_claim(&claim("Bound", a), WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        assert_eq!(api.calls(), vec![format!("DELETE {POD_PATH}")]);
+    }
+
+    #[tokio::test]
+    async fn upload_claim_gets_secret_service_and_pod() {
+        let (ctx, api) = mock_context(BTreeMap::new());
+        let c = claim(
+            "Bound",
+            json!({"cdi.kubevirt.io/storage.upload.target": ""}),
+        );
+        reconcile_claim(&c, WorkerKind::UploadServer, &ctx)
+            .await
+            .expect("reconciles");
+        let calls = api.calls();
+        assert_eq!(
+            calls[..4],
+            [
+                "GET /api/v1/namespaces/ns/pods/cdi-upload-disk".to_string(),
+                "POST /api/v1/namespaces/ns/secrets".to_string(),
+                "POST /api/v1/namespaces/ns/services".to_string(),
+                "POST /api/v1/namespaces/ns/pods".to_string(),
+            ]
+        );
+        let secret = api.body("POST", "/secrets").expect("secret");
+        assert!(
+            secret["stringData"]["tls.crt"]
+                .as_str()
+                .is_some_and(|c| c.contains("BEGIN CERTIFICATE"))
+        );
+        let patch = api
+            .body("PATCH", "/persistentvolumeclaims/disk")
+            .expect("claim annotated");
+        assert_eq!(
+            patch["metadata"]["annotations"]["cdi.kubevirt.io/storage.uploadPodName"],
+            "cdi-upload-disk"
+        );
+    }
+}
