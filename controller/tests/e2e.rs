@@ -517,6 +517,33 @@ async fn datavolumes_import_upload_and_fail_on_a_real_apiserver() {
         Some("cdi-upload-dv-upload")
     );
 
+    // Upstream's legacy flow: a plain claim annotated with an import endpoint is imported
+    // too, its state recorded in its annotations.
+    let legacy: PersistentVolumeClaim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": { "name": "legacy", "annotations": {
+            "cdi.kubevirt.io/storage.import.endpoint": qcow2_server.url("/file") } },
+        "spec": { "accessModes": ["ReadWriteOnce"],
+                  "resources": { "requests": { "storage": "64Mi" } } }
+    }))
+    .expect("a claim");
+    claims
+        .create(&PostParams::default(), &legacy)
+        .await
+        .expect("create the annotated claim");
+    eventually("the annotated claim to be imported", || {
+        let claims = claims.clone();
+        async move {
+            let c = claims.get("legacy").await.ok()?;
+            let a = c.metadata.annotations?;
+            (a.get("cdi.kubevirt.io/storage.pod.phase")? == "Succeeded").then_some(())
+        }
+    })
+    .await;
+    pod_gone(&env.client, &ns, "importer-legacy").await;
+    // 64Mi less the 6 % filesystem overhead, rounded down to whole MiB (upstream's arithmetic).
+    assert_image(&env, &ns, "legacy", &qcow2_raw, 60 << 20).await;
+
     // WaitForFirstConsumer: no importer until a consumer binds the claim, unless immediate
     // binding is asked for.
     wait_phase(&dvs, "dv-wffc", DataVolumePhase::WaitForFirstConsumer).await;
