@@ -90,6 +90,12 @@ struct ControllerProcess {
     log: PathBuf,
 }
 
+impl ControllerProcess {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 impl Drop for ControllerProcess {
     fn drop(&mut self) {
         cdi_testenv::process::stop(&mut self.child, Duration::from_secs(10));
@@ -105,11 +111,106 @@ impl Drop for ControllerProcess {
 }
 
 fn start_controller(env: &Env, name: &str) -> ControllerProcess {
+    start_controller_as(env, name, env.cluster.kubeconfig())
+}
+
+/// Applies `deploy/rbac.yaml` (its namespace replaced by the controller's) and returns a
+/// kubeconfig that authenticates as its ServiceAccount, so the controller runs with exactly
+/// the rights we ship.
+async fn service_account_kubeconfig(env: &Env) -> PathBuf {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
+    let text = std::fs::read_to_string(&path).expect("deploy/rbac.yaml");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(&text)
+            .expect("rbac.yaml parses");
+    let ns = env.cdi_namespace.as_str();
+    let pp = PostParams::default();
+    for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
+        if doc["metadata"]["namespace"].is_string() {
+            doc["metadata"]["namespace"] = json!(ns);
+        }
+        if let Some(subjects) = doc["subjects"].as_array_mut() {
+            for s in subjects {
+                s["namespace"] = json!(ns);
+            }
+        }
+        let c = env.client.clone();
+        let created = match doc["kind"].as_str().unwrap_or("") {
+            "ServiceAccount" => {
+                Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c, ns)
+                    .create(&pp, &serde_json::from_value(doc).expect("ServiceAccount"))
+                    .await
+                    .map(drop)
+            }
+            "ClusterRole" => Api::<ClusterRole>::all(c)
+                .create(&pp, &serde_json::from_value(doc).expect("ClusterRole"))
+                .await
+                .map(drop),
+            "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(c)
+                .create(
+                    &pp,
+                    &serde_json::from_value(doc).expect("ClusterRoleBinding"),
+                )
+                .await
+                .map(drop),
+            "Role" => Api::<Role>::namespaced(c, ns)
+                .create(&pp, &serde_json::from_value(doc).expect("Role"))
+                .await
+                .map(drop),
+            "RoleBinding" => Api::<RoleBinding>::namespaced(c, ns)
+                .create(&pp, &serde_json::from_value(doc).expect("RoleBinding"))
+                .await
+                .map(drop),
+            other => panic!("unexpected kind {other} in rbac.yaml"),
+        };
+        if let Err(e) = created {
+            panic!("applying deploy/rbac.yaml: {e}");
+        }
+    }
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(env.client.clone(), ns);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = sa
+        .create_token_request("cdi-sa", &pp, &request)
+        .await
+        .expect("a token for cdi-sa")
+        .status
+        .expect("token status")
+        .token;
+    let mut kubeconfig =
+        kube::config::Kubeconfig::read_from(env.cluster.kubeconfig()).expect("cluster kubeconfig");
+    for user in &mut kubeconfig.auth_infos {
+        user.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.clone().into()),
+            ..Default::default()
+        });
+    }
+    let out = env.logs.path().join("cdi-sa.kubeconfig");
+    // JSON is YAML: kubeconfig readers take it as is.
+    std::fs::write(
+        &out,
+        serde_json::to_string(&kubeconfig).expect("kubeconfig serialises"),
+    )
+    .expect("write kubeconfig");
+    out
+}
+
+fn start_controller_as(env: &Env, name: &str, kubeconfig: &Path) -> ControllerProcess {
     let log = env.logs.path().join(format!("{name}.log"));
     let out = std::fs::File::create(&log).expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
     cmd.arg("--kubeconfig")
-        .arg(env.cluster.kubeconfig())
+        .arg(kubeconfig)
         .args([
             "--importer-image",
             "quay.io/cdi-rs/cdi-importer:latest",
@@ -618,8 +719,10 @@ async fn a_restarted_controller_picks_up_where_it_was() {
     wait_phase(&dvs, "dv", DataVolumePhase::ImportInProgress).await;
     drop(first);
 
-    // The importer finishes while no controller runs; the next one records it.
-    let _second = start_controller(&env, "cdi-controller-second");
+    // The importer finishes while no controller runs; the next one records it, running with
+    // the ServiceAccount and RBAC of deploy/rbac.yaml (which proves they suffice).
+    let kubeconfig = service_account_kubeconfig(&env).await;
+    let second = start_controller_as(&env, "cdi-controller-second", &kubeconfig);
     let dv = wait_phase(&dvs, "dv", DataVolumePhase::Succeeded).await;
     assert_eq!(
         dv.status.and_then(|s| s.progress).as_deref(),
@@ -627,4 +730,9 @@ async fn a_restarted_controller_picks_up_where_it_was() {
     );
     pod_gone(&env.client, &ns, "importer-dv").await;
     assert_image(&env, &ns, "dv", &body, GIB).await;
+    let log = second.log_text();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the controller lacked a permission:\n{log}"
+    );
 }
