@@ -326,28 +326,54 @@ pub fn render(input: &ImporterInput) -> Pod {
         ..Default::default()
     };
 
+    worker_pod(
+        WorkerPod {
+            name: naming::importer_pod(&claim_name),
+            labels: pod_labels,
+            annotations,
+            container,
+            volumes,
+        },
+        claim,
+        input.config,
+    )
+}
+
+/// What differs between worker pods; [`worker_pod`] adds what they share.
+#[derive(Debug)]
+pub struct WorkerPod {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub container: Container,
+    pub volumes: Vec<Volume>,
+}
+
+/// A worker pod for `claim`: owned by it, restarted on failure, no service links, the claim's
+/// priority class and service account, CDIConfig's pull secrets, and group 107 on its volumes.
+pub fn worker_pod(pod: WorkerPod, claim: &PersistentVolumeClaim, config: &EffectiveConfig) -> Pod {
+    let a = claim.metadata.annotations.clone().unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
-            name: Some(naming::importer_pod(&claim_name)),
+            name: Some(pod.name),
             namespace: claim.metadata.namespace.clone(),
-            labels: Some(pod_labels),
-            annotations: Some(annotations),
+            labels: Some(pod.labels),
+            annotations: Some(pod.annotations),
             owner_references: claim_owner(claim),
             ..Default::default()
         },
         spec: Some(PodSpec {
-            containers: vec![container],
+            containers: vec![pod.container],
             restart_policy: Some("OnFailure".into()),
             enable_service_links: Some(false),
             priority_class_name: a.get(pod_ann::PRIORITY_CLASS_NAME).cloned(),
             service_account_name: a.get(pod_ann::SERVICE_ACCOUNT_NAME).cloned(),
-            image_pull_secrets: Some(input.config.image_pull_secrets.clone())
-                .filter(|s| !s.is_empty()),
+            image_pull_secrets: Some(config.image_pull_secrets.clone()).filter(|s| !s.is_empty()),
             security_context: Some(PodSecurityContext {
                 fs_group: Some(WORKER_UID),
                 ..Default::default()
             }),
-            volumes: Some(volumes),
+            volumes: Some(pod.volumes),
             ..Default::default()
         }),
         status: None,

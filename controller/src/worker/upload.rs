@@ -7,18 +7,16 @@ use std::time::SystemTime;
 
 use cdi_crds::annotations::{content, labels, passthrough, pod as pod_ann};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim, Pod,
-    PodSecurityContext, PodSpec, Probe, Secret, SecretVolumeSource, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim, Pod, Probe, Secret,
+    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
-use super::WORKER_UID;
 use super::importer::{
-    BLOCK_DEVICE, METRICS_PORT, claim_owner, data_volume, is_block, requested_size,
-    restricted_container_security,
+    BLOCK_DEVICE, METRICS_PORT, WorkerPod, claim_owner, data_volume, is_block, requested_size,
+    restricted_container_security, worker_pod,
 };
 use crate::cdiconfig::EffectiveConfig;
 use crate::certs::UPLOAD_CLIENT_NAME;
@@ -180,32 +178,17 @@ pub fn render_pod(input: &UploadInput) -> Pod {
         ..Default::default()
     };
 
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(pod_name),
-            namespace: claim.metadata.namespace.clone(),
-            labels: Some(pod_labels(claim, &service)),
-            annotations: Some(annotations),
-            owner_references: claim_owner(claim),
-            ..Default::default()
+    worker_pod(
+        WorkerPod {
+            name: pod_name,
+            labels: pod_labels(claim, &service),
+            annotations,
+            container,
+            volumes: vec![data, tls],
         },
-        spec: Some(PodSpec {
-            containers: vec![container],
-            restart_policy: Some("OnFailure".into()),
-            enable_service_links: Some(false),
-            priority_class_name: a.get(pod_ann::PRIORITY_CLASS_NAME).cloned(),
-            service_account_name: a.get(pod_ann::SERVICE_ACCOUNT_NAME).cloned(),
-            image_pull_secrets: Some(input.config.image_pull_secrets.clone())
-                .filter(|s| !s.is_empty()),
-            security_context: Some(PodSecurityContext {
-                fs_group: Some(WORKER_UID),
-                ..Default::default()
-            }),
-            volumes: Some(vec![data, tls]),
-            ..Default::default()
-        }),
-        status: None,
-    }
+        claim,
+        input.config,
+    )
 }
 
 /// The Service in front of the upload pod: 443 → 8443.
