@@ -618,6 +618,23 @@ async fn datavolumes_import_upload_and_fail_on_a_real_apiserver() {
         Some("cdi-upload-dv-upload")
     );
 
+    // The CDIConfig the controller created has its status filled in.
+    let configs: Api<cdi_crds::CdiConfig> = Api::all(env.client.clone());
+    let config_status = eventually("the CDIConfig status", || {
+        let configs = configs.clone();
+        async move { configs.get("config").await.ok()?.status }
+    })
+    .await;
+    assert!(config_status.default_pod_resource_requirements.is_some());
+    assert_eq!(
+        config_status
+            .filesystem_overhead
+            .and_then(|o| o.global)
+            .map(|p| p.0)
+            .as_deref(),
+        Some("0.06")
+    );
+
     // Upstream's legacy flow: a plain claim annotated with an import endpoint is imported
     // too, its state recorded in its annotations.
     let legacy: PersistentVolumeClaim = serde_json::from_value(json!({

@@ -18,8 +18,18 @@ const CONTROLLER: &str = "cdiconfig";
 /// Creates the CDIConfig `config` if it is missing (there is no operator to do it).
 pub async fn ensure_exists(client: &kube::Client) -> Result<(), Error> {
     let api: Api<CdiConfig> = Api::all(client.clone());
-    if api.get_opt(CDI_CONFIG_NAME).await?.is_some() {
-        return Ok(());
+    match api.get_opt(CDI_CONFIG_NAME).await {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => {}
+        // The whole resource is unknown (not just the object): the CRDs are missing.
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Err(Error::Io(
+                "the cdi.kubevirt.io CRDs are not installed on this cluster: apply them first \
+                 (kubectl apply -f deploy/crds/, or kubectl apply -k deploy/)"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
     }
     let mut config = CdiConfig::new(CDI_CONFIG_NAME, Default::default());
     config.metadata.labels = Some(crate::datavolume::plan::cdi_labels());
@@ -85,7 +95,9 @@ async fn reconcile_inner(config: &CdiConfig, ctx: &Context) -> Result<Action, Er
             "kind": "CDIConfig",
             "status": status,
         });
-        api.patch_status(
+        // Like upstream's, the CDIConfig CRD has no status subresource: status is part of the
+        // object.
+        api.patch(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
