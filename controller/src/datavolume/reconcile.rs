@@ -157,11 +157,16 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
     let mut outcome = status::compute(&observed);
 
     let phase = outcome.status.phase.clone();
+    // Progress is polled only while an importer is up to answer; other changes arrive by watch.
+    let mut poll_progress = false;
     if phase == Some(DataVolumePhase::ImportInProgress)
         && let Some(claim) = &claim
-        && let Some(p) = read_progress(ctx, &ns, claim).await
     {
-        outcome.status.progress = Some(progress::format_progress(p));
+        let (percent, reachable) = read_progress(ctx, &ns, claim).await;
+        poll_progress = reachable;
+        if let Some(p) = percent {
+            outcome.status.progress = Some(progress::format_progress(p));
+        }
     }
 
     if dv.status.as_ref() != Some(&outcome.status) {
@@ -189,26 +194,43 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
         ctx.publish(&dv_ref, event).await;
     }
 
-    Ok(match phase {
-        Some(DataVolumePhase::ImportInProgress) => Action::requeue(PROGRESS_INTERVAL),
-        _ if plan_error.is_some() => Action::requeue(PLAN_RETRY),
-        _ => Action::await_change(),
+    Ok(if poll_progress {
+        Action::requeue(PROGRESS_INTERVAL)
+    } else if plan_error.is_some() {
+        Action::requeue(PLAN_RETRY)
+    } else {
+        Action::await_change()
     })
 }
 
-/// The importer's progress, if its metrics can be read now.
-async fn read_progress(ctx: &Context, ns: &str, claim: &PersistentVolumeClaim) -> Option<f64> {
-    let pod_name = claim
+/// The importer's progress if its metrics can be read now, and whether its pod is running
+/// (so worth asking again).
+async fn read_progress(
+    ctx: &Context,
+    ns: &str,
+    claim: &PersistentVolumeClaim,
+) -> (Option<f64>, bool) {
+    let Some(pod_name) = claim
         .metadata
         .annotations
-        .as_ref()?
-        .get(import::IMPORT_POD_NAME)?;
-    let pod = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .as_ref()
+        .and_then(|a| a.get(import::IMPORT_POD_NAME))
+    else {
+        return (None, false);
+    };
+    let Ok(Some(pod)) = Api::<Pod>::namespaced(ctx.client.clone(), ns)
         .get_opt(pod_name)
         .await
-        .ok()??;
+    else {
+        return (None, false);
+    };
+    let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        && progress::metrics_url(&pod).is_some();
+    if !running {
+        return (None, false);
+    }
     let owner_uid = crate::worker::importer::owner_uid(claim);
-    progress::scrape(&ctx.scraper, &pod, &owner_uid).await
+    (progress::scrape(&ctx.scraper, &pod, &owner_uid).await, true)
 }
 
 #[cfg(test)]
@@ -266,7 +288,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bound_claim_with_running_importer_is_in_progress_and_requeued_for_progress() {
+    async fn bound_claim_with_running_importer_is_in_progress() {
         let mut d = http_dv();
         let claim = json!({
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -281,7 +303,8 @@ mod tests {
         let (ctx, api) = mock_context(BTreeMap::from([(CLAIM_PATH.to_string(), claim)]));
         d.status = None;
         let action = reconcile_dv(&d, &ctx).await.expect("reconciles");
-        assert_eq!(action, Action::requeue(PROGRESS_INTERVAL));
+        // The mock has no importer pod to poll, so nothing is requeued for progress.
+        assert_eq!(action, Action::await_change());
         let status = api
             .body("PATCH", "/datavolumes/dv-http/status")
             .expect("status patched");
