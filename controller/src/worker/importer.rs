@@ -169,8 +169,13 @@ pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
         ),
     ];
     if let Some(secret) = a.get(import::SECRET_NAME).filter(|s| !s.is_empty()) {
-        vars.push(secret_env("IMPORTER_ACCESS_KEY_ID", secret, "accessKeyId"));
-        vars.push(secret_env("IMPORTER_SECRET_KEY", secret, "secretKey"));
+        if is_gcs(&a) {
+            // A GCS service-account key is mounted as a file, not passed as keys.
+            vars.push(env("GOOGLE_APPLICATION_CREDENTIALS", GCS_CREDENTIALS));
+        } else {
+            vars.push(secret_env("IMPORTER_ACCESS_KEY_ID", secret, "accessKeyId"));
+            vars.push(secret_env("IMPORTER_SECRET_KEY", secret, "secretKey"));
+        }
     }
     if a.get(import::CERT_CONFIG_MAP)
         .is_some_and(|c| !c.is_empty())
@@ -190,6 +195,19 @@ pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
         vars.push(env("IMPORTER_CHECKSUM", sum.clone()));
     }
     vars
+}
+
+/// Where a GCS service-account key is mounted.
+const GCS_CREDENTIALS: &str = "/google/credentials.json";
+
+fn is_gcs(a: &BTreeMap<String, String>) -> bool {
+    a.get(import::SOURCE).is_some_and(|s| s == "gcs")
+}
+
+/// The copy of the import proxy's CA ConfigMap made in the claim's namespace, as upstream names
+/// it.
+pub fn proxy_ca_config_map(claim: &str) -> String {
+    format!("import-proxy-cm-{claim}")
 }
 
 /// Values of the annotations whose names start with `prefix`, in name order.
@@ -270,6 +288,46 @@ pub fn render(input: &ImporterInput) -> Pod {
     let (data, mount, device) = data_volume(&claim_name, block);
     let mut volumes = vec![data];
     let mut mounts: Vec<VolumeMount> = mount.into_iter().collect();
+    if let Some(secret) = a
+        .get(import::SECRET_NAME)
+        .filter(|s| !s.is_empty() && is_gcs(&a))
+    {
+        volumes.push(Volume {
+            name: "cdi-gcs-secret-vol".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "cdi-gcs-secret-vol".into(),
+            mount_path: "/google".into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    if input
+        .config
+        .import_proxy
+        .as_ref()
+        .is_some_and(|p| p.trusted_ca_proxy.is_some())
+    {
+        volumes.push(Volume {
+            name: "cdi-proxy-cert-vol".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: proxy_ca_config_map(&claim_name),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "cdi-proxy-cert-vol".into(),
+            mount_path: "/proxycerts/".into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     if let Some(cm) = a.get(import::CERT_CONFIG_MAP).filter(|c| !c.is_empty()) {
         volumes.push(Volume {
             name: "cdi-cert-vol".into(),
@@ -574,6 +632,70 @@ mod tests {
             .map(|m| m.mount_path.as_str())
             .collect();
         assert_eq!(mounts, ["/data", "/certs", "/extraheaders/0"]);
+    }
+
+    #[test]
+    fn gcs_secret_is_mounted_as_a_credentials_file() {
+        let claim =
+            claim_for(json!({"gcs": {"url": "gs://bucket/disk.img", "secretRef": "sa-key"}}));
+        let pod = pod_for(&claim);
+        let pairs = env_pairs(&pod);
+        assert!(pairs.contains(&(
+            "GOOGLE_APPLICATION_CREDENTIALS".into(),
+            "/google/credentials.json".into()
+        )));
+        assert!(!pairs.iter().any(|(k, _)| k == "IMPORTER_ACCESS_KEY_ID"));
+        let spec = pod.spec.as_ref().expect("spec");
+        let mount = spec.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == "/google");
+        assert!(mount.is_some(), "the key is mounted at /google");
+        assert!(
+            spec.volumes.iter().flatten().any(|v| v
+                .secret
+                .as_ref()
+                .and_then(|s| s.secret_name.as_deref())
+                == Some("sa-key"))
+        );
+    }
+
+    #[test]
+    fn proxy_ca_is_mounted_from_the_copied_config_map() {
+        let claim = claim_for(json!({"http": {"url": "https://x/disk.img"}}));
+        let mut config = EffectiveConfig::default();
+        config.import_proxy = Some(cdi_crds::config::ImportProxy {
+            https_proxy: Some("http://proxy:3128".into()),
+            trusted_ca_proxy: Some("proxy-ca".into()),
+            ..Default::default()
+        });
+        let pod = render(&ImporterInput {
+            claim: &claim,
+            settings: &Settings::default(),
+            config: &config,
+        });
+        let pairs = env_pairs(&pod);
+        assert!(pairs.contains(&("https_proxy".into(), "http://proxy:3128".into())));
+        assert!(pairs.contains(&("IMPORTER_PROXY_CERT_DIR".into(), "/proxycerts/".into())));
+        let spec = pod.spec.as_ref().expect("spec");
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "cdi-proxy-cert-vol")
+            .expect("volume");
+        assert_eq!(
+            volume.config_map.as_ref().map(|c| c.name.as_str()),
+            Some("import-proxy-cm-dv-http")
+        );
+        assert!(
+            spec.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == "/proxycerts/")
+        );
     }
 
     #[test]

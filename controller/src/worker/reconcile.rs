@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cdi_crds::annotations::{content, import, pod as pod_ann, switches};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -218,6 +218,14 @@ async fn create_worker(
     ns: &str,
 ) -> Result<(), Error> {
     let config = ctx.stores.effective_config();
+    if kind == WorkerKind::Importer
+        && let Some(source) = config
+            .import_proxy
+            .as_ref()
+            .and_then(|p| p.trusted_ca_proxy.clone())
+    {
+        copy_proxy_ca(ctx, claim, ns, &source).await?;
+    }
     let pod = match kind {
         WorkerKind::Importer => importer::render(&importer::ImporterInput {
             claim,
@@ -261,6 +269,37 @@ async fn create_worker(
         .inc();
     tracing::info!(pod = %pod.name_any(), "Worker pod created.");
     Ok(())
+}
+
+/// Copies the import proxy's CA ConfigMap `source` from the controller's namespace into the
+/// claim's, owned by the claim, for the importer to mount (as upstream does).
+async fn copy_proxy_ca(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    ns: &str,
+    source: &str,
+) -> Result<(), Error> {
+    let from: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let Some(original) = from.get_opt(source).await? else {
+        return Err(Error::Io(format!(
+            "CDIConfig importProxy.trustedCAProxy names ConfigMap {source}, which does not exist \
+             in namespace {}",
+            ctx.settings.namespace
+        )));
+    };
+    let copy = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(importer::proxy_ca_config_map(&claim.name_any())),
+            namespace: Some(ns.to_owned()),
+            labels: Some(crate::datavolume::plan::cdi_labels()),
+            owner_references: importer::claim_owner(claim),
+            ..Default::default()
+        },
+        data: original.data,
+        binary_data: original.binary_data,
+        ..Default::default()
+    };
+    create_or_keep(&Api::<ConfigMap>::namespaced(ctx.client.clone(), ns), &copy).await
 }
 
 async fn create_or_keep<K>(api: &Api<K>, object: &K) -> Result<(), Error>
