@@ -10,6 +10,7 @@ use cdi_crds::config::{
     TlsProfileType, TlsSecurityProfile,
 };
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// Upstream's default filesystem overhead.
@@ -197,6 +198,32 @@ fn tls_settings(profile: Option<&TlsSecurityProfile>) -> (Vec<String>, String) {
     }
 }
 
+/// The upload proxy's URL from an Ingress that routes to Service `service`: the host of its
+/// first rule with a path to that Service (upstream derives `uploadProxyURL` the same way).
+pub fn upload_proxy_url_from_ingresses(ingresses: &[Ingress], service: &str) -> Option<String> {
+    ingresses.iter().find_map(|ing| {
+        let spec = ing.spec.as_ref()?;
+        let default_backend = spec
+            .default_backend
+            .as_ref()
+            .and_then(|b| b.service.as_ref())
+            .is_some_and(|s| s.name == service);
+        spec.rules.iter().flatten().find_map(|rule| {
+            let routes = rule.http.as_ref().is_some_and(|http| {
+                http.paths.iter().any(|p| {
+                    p.backend
+                        .service
+                        .as_ref()
+                        .is_some_and(|s| s.name == service)
+                })
+            });
+            (routes || default_backend)
+                .then(|| rule.host.clone())
+                .flatten()
+        })
+    })
+}
+
 fn parse_percent(s: &str) -> Option<f64> {
     let v: f64 = s.parse().ok()?;
     (0.0..=1.0).contains(&v).then_some(v)
@@ -247,6 +274,31 @@ mod tests {
             ..Default::default()
         };
         assert!(!EffectiveConfig::from_spec(&spec).honor_wait_for_first_consumer);
+    }
+
+    #[test]
+    fn upload_proxy_url_comes_from_the_ingress_routing_to_the_proxy() {
+        let ingress = |host: &str, service: &str| -> Ingress {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "x"},
+                "spec": {"rules": [{"host": host, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": service, "port": {"number": 443}}}}]}}]}
+            }))
+            .expect("an Ingress")
+        };
+        let list = [
+            ingress("other.example", "web"),
+            ingress("upload.example", "cdi-uploadproxy"),
+        ];
+        assert_eq!(
+            upload_proxy_url_from_ingresses(&list, "cdi-uploadproxy").as_deref(),
+            Some("upload.example")
+        );
+        assert_eq!(
+            upload_proxy_url_from_ingresses(&list[..1], "cdi-uploadproxy"),
+            None
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use cdi_crds::config::{CDI_CONFIG_NAME, CdiConfig};
 use futures::StreamExt;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -87,7 +88,18 @@ async fn reconcile_inner(config: &CdiConfig, ctx: &Context) -> Result<Action, Er
         .iter()
         .filter_map(|c| c.metadata.name.clone())
         .collect();
-    let status = super::status_for(&config.spec, &classes, None);
+    // Without an upload proxy Ingress (or RBAC to read one) there is simply no derived URL.
+    let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let proxy_url = match ingresses.list(&ListParams::default()).await {
+        Ok(list) => {
+            super::upload_proxy_url_from_ingresses(&list.items, &ctx.settings.uploadproxy_service)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "Could not list Ingresses for the upload proxy URL.");
+            None
+        }
+    };
+    let status = super::status_for(&config.spec, &classes, proxy_url);
     if config.status.as_ref() != Some(&status) {
         let api: Api<CdiConfig> = Api::all(ctx.client.clone());
         let patch = serde_json::json!({
@@ -105,7 +117,8 @@ async fn reconcile_inner(config: &CdiConfig, ctx: &Context) -> Result<Action, Er
         .await?;
         tracing::info!(name, "CDIConfig status updated.");
     }
-    Ok(Action::await_change())
+    // Ingresses are not watched: look again now and then.
+    Ok(Action::requeue(Duration::from_secs(60)))
 }
 
 fn error_policy(_: Arc<CdiConfig>, error: &Error, _: Arc<Context>) -> Action {
