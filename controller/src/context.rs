@@ -32,6 +32,8 @@ pub struct Context {
     pub scraper: reqwest::Client,
     /// Caches of the cluster-wide objects every reconcile reads.
     pub stores: Stores,
+    /// Back-off between worker pods created for the same claim.
+    pub worker_backoff: Arc<WorkerBackoff>,
     recorder: Recorder,
 }
 
@@ -125,6 +127,53 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// Spaces out worker pods created for one claim (1 s, doubling to 5 min), so a pod that keeps
+/// failing before it runs (evicted, unschedulable image) is not recreated in a tight loop. Kept
+/// in memory: a restarted controller starts the back-off afresh.
+#[derive(Debug, Default)]
+pub struct WorkerBackoff {
+    created: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
+}
+
+impl WorkerBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+    fn key(claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim) -> String {
+        claim.metadata.uid.clone().unwrap_or_default()
+    }
+
+    /// How long to wait before another pod may be created for `claim`, if at all.
+    pub fn wait(
+        &self,
+        claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim,
+    ) -> Option<std::time::Duration> {
+        let map = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, attempts) = map.get(&Self::key(claim))?;
+        let delay = Self::FIRST
+            .saturating_mul(1u32 << (*attempts).min(16))
+            .min(Self::MAX);
+        delay.checked_sub(at.elapsed()).filter(|d| !d.is_zero())
+    }
+
+    /// Records that a pod was created for `claim`.
+    pub fn created(&self, claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim) {
+        let mut map = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry(Self::key(claim))
+            .or_insert((std::time::Instant::now(), 0));
+        *entry = (std::time::Instant::now(), entry.1.saturating_add(1));
+    }
+
+    /// Forgets `claim` once its transfer is done.
+    pub fn forget(&self, claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim) {
+        self.created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&Self::key(claim));
+    }
+}
+
 /// An event to publish: Normal or Warning, upstream's reason string, and a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSpec {
@@ -179,6 +228,7 @@ impl Context {
             upload_certs,
             scraper,
             stores,
+            worker_backoff: Arc::default(),
         }
     }
 

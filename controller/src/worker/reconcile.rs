@@ -92,11 +92,13 @@ async fn reconcile_claim(
 
     if claim.metadata.deletion_timestamp.is_some() {
         // The claim is protected while a pod uses it; the pod must go first.
+        ctx.worker_backoff.forget(claim);
         cleanup(ctx, &ns, &name, kind, false).await?;
         return Ok(Action::await_change());
     }
     let done = is(pod_ann::PHASE, "Succeeded");
     if done || is(import::FATAL_ERROR, "true") {
+        ctx.worker_backoff.forget(claim);
         if !(done && retain) {
             cleanup(ctx, &ns, &name, kind, false).await?;
         }
@@ -107,7 +109,11 @@ async fn reconcile_claim(
     }
 
     let Some(pod) = pods.get_opt(&pod_name).await? else {
+        if let Some(wait) = ctx.worker_backoff.wait(claim) {
+            return Ok(Action::requeue(wait));
+        }
         create_worker(claim, kind, ctx, &ns).await?;
+        ctx.worker_backoff.created(claim);
         let mut update = BTreeMap::from([(pod_ann::PHASE.to_owned(), "Pending".to_owned())]);
         update.insert(
             match kind {
@@ -155,6 +161,7 @@ async fn reconcile_claim(
             ctx.publish(&claim_ref, &EventSpec::normal(reason, message))
                 .await;
             tracing::info!(pod = %pod_name, "Transfer complete.");
+            ctx.worker_backoff.forget(claim);
             if !retain {
                 cleanup(ctx, &ns, &name, kind, false).await?;
             }
@@ -172,8 +179,13 @@ async fn reconcile_claim(
         }
         Next::Recreate => {
             patch_annotations(ctx, claim, &update, None).await?;
+            tracing::warn!(pod = %pod_name, "Worker pod ended without finishing; recreating it.");
             cleanup(ctx, &ns, &name, kind, true).await?;
-            return Ok(Action::requeue(Duration::from_secs(1)));
+            return Ok(Action::requeue(
+                ctx.worker_backoff
+                    .wait(claim)
+                    .unwrap_or(Duration::from_secs(1)),
+            ));
         }
     }
     Ok(Action::await_change())
@@ -560,6 +572,25 @@ mod tests {
             .await
             .expect("reconciles");
         assert_eq!(api.calls(), vec![format!("GET {POD_PATH}")]);
+    }
+
+    #[tokio::test]
+    async fn a_pod_recreated_moments_ago_is_not_recreated_again_at_once() {
+        let (ctx, api) = mock_context(BTreeMap::new());
+        let c = claim("Bound", import_annotations());
+        reconcile_claim(&c, WorkerKind::Importer, &ctx)
+            .await
+            .expect("first pod");
+        let action = reconcile_claim(&c, WorkerKind::Importer, &ctx)
+            .await
+            .expect("second pass");
+        let posts = api
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("POST /api/v1/namespaces/ns/pods"))
+            .count();
+        assert_eq!(posts, 1, "{:?}", api.calls());
+        assert_ne!(action, Action::await_change(), "retried after the back-off");
     }
 
     #[tokio::test]

@@ -106,11 +106,24 @@ pub fn observe(pod: &Pod, kind: WorkerKind) -> (BTreeMap<String, String>, Next) 
                 running(false, &reason, &message);
                 Next::Fail { reason, message }
             }
+            // A pod Kubernetes gave up on (evicted, deadline) is not restarted by the kubelet.
+            Termination::Transient { reason, message } if phase == "Failed" => {
+                running(false, &reason, &message);
+                Next::Recreate
+            }
             Termination::Transient { reason, message } => {
                 running(false, &reason, &message);
                 Next::Wait
             }
         }
+    } else if phase == "Failed" {
+        let reason = status.reason.clone().unwrap_or_else(|| "PodFailed".into());
+        let message = status
+            .message
+            .clone()
+            .unwrap_or_else(|| "the worker pod failed before its container ran".into());
+        running(false, &reason, &message);
+        Next::Recreate
     } else {
         running_from_state(&state, &mut running);
         Next::Wait
@@ -228,6 +241,22 @@ mod tests {
         );
         assert_eq!(a[condition::RUNNING_REASON], "ImagePullFailed");
         assert_eq!(a[pod_ann::READY], "false");
+    }
+
+    #[test]
+    fn evicted_pod_is_recreated_not_failed() {
+        let mut pod = pod_waiting("ContainerCreating", None, 0);
+        if let Some(status) = pod.status.as_mut() {
+            status.phase = Some("Failed".into());
+            status.reason = Some("Evicted".into());
+            status.message = Some("The node was low on resource: ephemeral-storage.".into());
+            status.container_statuses = None;
+        }
+        let (a, next) = observe(&pod, WorkerKind::Importer);
+        assert_eq!(next, Next::Recreate);
+        assert_eq!(a[condition::RUNNING_REASON], "Evicted");
+        assert_eq!(a[pod_ann::PHASE], "Running", "the DataVolume does not fail");
+        assert!(!a.contains_key(import::FATAL_ERROR));
     }
 
     #[test]

@@ -38,6 +38,9 @@ use crate::process::{free_port, spawn_tied};
 /// The one node every pod is scheduled to.
 pub const STANDIN_NODE: &str = "cdi-standin";
 
+/// How many times (every 500 ms) a pod waits for a ConfigMap or Secret it mounts to appear.
+const MISSING_WAITS: u32 = 60;
+
 /// How long to wait between scheduling attempts while a pod's claims are not bound.
 const SCHEDULE_RETRY: Duration = Duration::from_millis(250);
 
@@ -347,6 +350,36 @@ async fn run_pod(shared: &Arc<Shared>, mut pod: Pod) -> Result<(), Error> {
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&annotate))
         .await?;
 
+    // An image with no local binary behaves as an image that cannot be pulled: the pod stays
+    // Pending with the container waiting in ErrImagePull, as on a real node.
+    let image = container.image.clone().unwrap_or_default();
+    if !shared.binaries.contains_key(image_name(&image)) {
+        let status = PodStatus {
+            phase: Some("Pending".into()),
+            start_time: Some(start_time.clone()),
+            container_statuses: Some(vec![ContainerStatus {
+                name: container.name.clone(),
+                image: image.clone(),
+                image_id: String::new(),
+                ready: false,
+                restart_count: 0,
+                state: Some(ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("ErrImagePull".into()),
+                        message: Some(format!(
+                            "the kubelet stand-in has no local binary for image {image:?}"
+                        )),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        patch_status(&api, &name, &status).await?;
+        return Ok(());
+    }
+
     let restart_policy = spec
         .restart_policy
         .clone()
@@ -354,6 +387,7 @@ async fn run_pod(shared: &Arc<Shared>, mut pod: Pod) -> Result<(), Error> {
     let mut restarts = 0;
     let mut last_state: Option<ContainerStateTerminated> = None;
     let mut backoff = Duration::from_secs(1);
+    let mut missing_waits = 0;
     loop {
         let prepared = match pod::prepare(
             &shared.client,
@@ -366,6 +400,13 @@ async fn run_pod(shared: &Arc<Shared>, mut pod: Pod) -> Result<(), Error> {
         .await
         {
             Ok(p) => p,
+            // A ConfigMap or Secret the pod mounts may not exist yet (kube-root-ca.crt appears
+            // a moment after its namespace): wait for it, as a kubelet does, then give up.
+            Err(message) if message.contains("not found") && missing_waits < MISSING_WAITS => {
+                missing_waits += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             Err(message) => {
                 let status = failed_status(&start_time, &message);
                 patch_status(&api, &name, &status).await?;
