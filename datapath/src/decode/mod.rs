@@ -81,7 +81,7 @@ pub(crate) fn decode(
         check_choice(cfg, first)?;
         match first {
             Format::Raw => report.image_size = raw::stream_chunks(input, cfg, out)?,
-            Format::Qcow2 => qcow2::convert(Box::new(input), cfg, true, out, &mut report)?,
+            Format::Qcow2 => qcow2::convert(qcow2::Input::Chunks(input), cfg, out, &mut report)?,
             other => {
                 return Err(Error::UnsupportedFormat {
                     format: other.name(),
@@ -95,7 +95,7 @@ pub(crate) fn decode(
     report.image_format = Some(format);
     check_choice(cfg, format)?;
     match format {
-        Format::Qcow2 => qcow2::convert(reader, cfg, false, out, &mut report)?,
+        Format::Qcow2 => qcow2::convert(qcow2::Input::Stream(reader), cfg, out, &mut report)?,
         Format::Raw => report.image_size = raw::stream(reader, cfg, out, &report.layers)?,
         other => {
             return Err(Error::UnsupportedFormat {

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::layers::read_error;
 use super::stash::{SourceStash, SpillStash};
-use super::{DecodeConfig, DecodeReport, read_full};
+use super::{ChannelReader, DecodeConfig, DecodeReport, read_full};
 use crate::error::Error;
 use crate::sink::writer::WriteOp;
 
@@ -49,23 +49,53 @@ fn stream_error(e: StreamError<Error>) -> Error {
     }
 }
 
-/// Converts the qcow2 stream `input`. `direct` says the stream is the source itself (no
-/// compression around it), so the source's random access may stand in for the stash.
+/// Where the qcow2 bytes come from.
+pub(crate) enum Input {
+    /// The source's own chunks (no compression around the image): clusters are handed on as
+    /// slices of them, without a copy, and the source's random access may stand in for the
+    /// stash.
+    Chunks(ChannelReader),
+    /// The output of a decompressor.
+    Stream(Box<dyn Read + Send>),
+}
+
+impl Input {
+    fn reader(&mut self) -> &mut dyn Read {
+        match self {
+            Input::Chunks(r) => r,
+            Input::Stream(r) => r,
+        }
+    }
+
+    /// Up to `BLOCK` bytes, a whole number of `cs`-byte clusters unless the stream ends.
+    fn next_block(&mut self, cs: usize) -> std::io::Result<Option<Bytes>> {
+        match self {
+            Input::Chunks(r) => r.next_block(cs, BLOCK),
+            Input::Stream(r) => {
+                let mut buf = Vec::with_capacity(BLOCK);
+                r.take(BLOCK as u64).read_to_end(&mut buf)?;
+                Ok((!buf.is_empty()).then(|| Bytes::from(buf)))
+            }
+        }
+    }
+}
+
+/// Converts the qcow2 stream `input`.
 pub(crate) fn convert(
-    mut input: Box<dyn Read + Send>,
+    mut input: Input,
     cfg: &DecodeConfig,
-    direct: bool,
     writes: &Sender<WriteOp>,
     report: &mut DecodeReport,
 ) -> Result<(), Error> {
+    let direct = matches!(input, Input::Chunks(_));
     let layers = report.layers.clone();
     let mut prefix = vec![0u8; HEADER_PEEK_LEN];
-    let n = read_full(&mut input, &mut prefix).map_err(|e| read_error(&layers, e))?;
+    let n = read_full(input.reader(), &mut prefix).map_err(|e| read_error(&layers, e))?;
     prefix.truncate(n);
     let cs = cluster_size_from_prefix(&prefix)? as usize;
     let mut cluster0 = prefix;
     cluster0.resize(cs, 0);
-    let n = read_full(&mut input, &mut cluster0[HEADER_PEEK_LEN..])
+    let n = read_full(input.reader(), &mut cluster0[HEADER_PEEK_LEN..])
         .map_err(|e| read_error(&layers, e))?;
     cluster0.truncate(HEADER_PEEK_LEN + n);
     let image_len = if direct { cfg.source_len } else { None };
@@ -124,7 +154,7 @@ pub(crate) fn convert(
 fn run(
     mut converter: StreamConverter<Box<dyn ClusterStash + Send>>,
     cluster0: Vec<u8>,
-    input: &mut Box<dyn Read + Send>,
+    input: &mut Input,
     layers: &[cdi_formats::Format],
     writes: &Sender<WriteOp>,
     compressed: &Sender<CompressedCluster>,
@@ -137,21 +167,16 @@ fn run(
         .feed_cluster(Bytes::from(cluster0), &mut out)
         .map_err(stream_error)?;
     if first_len == cs {
-        loop {
-            let mut buf = vec![0u8; BLOCK];
-            let n = read_full(input, &mut buf).map_err(|e| read_error(layers, e))?;
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            let block = Bytes::from(buf);
+        while let Some(block) = input.next_block(cs).map_err(|e| read_error(layers, e))? {
+            let n = block.len();
             for at in (0..n).step_by(cs) {
                 let cluster = block.slice(at..(at + cs).min(n));
                 converter
                     .feed_cluster(cluster, &mut out)
                     .map_err(stream_error)?;
             }
-            if n < BLOCK {
+            if n % cs != 0 {
+                // A partial cluster only ends the stream.
                 break;
             }
         }
