@@ -68,7 +68,7 @@ impl ChannelReader {
     /// `multiple`). It is a slice of the chunk as it arrived whenever that chunk holds at
     /// least `multiple` bytes; a block that straddles chunks is copied together.
     pub fn next_block(&mut self, multiple: usize, max: usize) -> io::Result<Option<Bytes>> {
-        debug_assert!(multiple > 0 && max >= multiple && max % multiple == 0);
+        debug_assert!(multiple > 0 && max >= multiple && max.is_multiple_of(multiple));
         while self.current.is_empty() {
             match self.recv()? {
                 Some(b) => self.current = b,
@@ -127,9 +127,9 @@ mod tests {
     fn reader(chunks: &[Bytes]) -> ChannelReader {
         let (tx, rx) = unbounded();
         for c in chunks {
-            tx.send(Chunk::Data(c.clone())).unwrap();
+            tx.send(Chunk::Data(c.clone())).expect("ok");
         }
-        tx.send(Chunk::End).unwrap();
+        tx.send(Chunk::End).expect("ok");
         ChannelReader::new(rx)
     }
 
@@ -146,12 +146,12 @@ mod tests {
         let mut r = reader(&chunks);
         let mut out = Vec::new();
         let mut lens = Vec::new();
-        while let Some(b) = r.next_block(4, 8).unwrap() {
+        while let Some(b) = r.next_block(4, 8).expect("ok") {
             lens.push(b.len());
             out.extend_from_slice(&b);
         }
         assert_eq!(out, data);
-        let (last, rest) = lens.split_last().unwrap();
+        let (last, rest) = lens.split_last().expect("ok");
         assert!(
             rest.iter().all(|&n| n % 4 == 0 && n > 0 && n <= 8),
             "{lens:?}"
@@ -163,20 +163,20 @@ mod tests {
     fn blocks_inside_a_chunk_are_not_copied() {
         let chunk = Bytes::from(vec![7u8; 64]);
         let mut r = reader(std::slice::from_ref(&chunk));
-        let first = r.next_block(16, 32).unwrap().unwrap();
-        let second = r.next_block(16, 32).unwrap().unwrap();
+        let first = r.next_block(16, 32).expect("ok").expect("ok");
+        let second = r.next_block(16, 32).expect("ok").expect("ok");
         assert_eq!(first.as_ptr(), chunk.as_ptr());
         assert_eq!(second.as_ptr(), chunk[32..].as_ptr());
-        assert!(r.next_block(16, 32).unwrap().is_none());
+        assert!(r.next_block(16, 32).expect("ok").is_none());
     }
 
     #[test]
     fn a_closed_channel_without_end_is_an_error() {
         let (tx, rx) = unbounded();
-        tx.send(Chunk::Data(Bytes::from_static(b"abc"))).unwrap();
+        tx.send(Chunk::Data(Bytes::from_static(b"abc"))).expect("ok");
         drop(tx);
         let mut r = ChannelReader::new(rx);
-        let err = r.next_block(4, 4).unwrap_err();
+        let err = r.next_block(4, 4).expect_err("fails");
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }

@@ -175,7 +175,7 @@ fn run(
                     .feed_cluster(cluster, &mut out)
                     .map_err(stream_error)?;
             }
-            if n % cs != 0 {
+            if !n.is_multiple_of(cs) {
                 // A partial cluster only ends the stream.
                 break;
             }
