@@ -173,7 +173,8 @@ mod tests {
     #[test]
     fn a_closed_channel_without_end_is_an_error() {
         let (tx, rx) = unbounded();
-        tx.send(Chunk::Data(Bytes::from_static(b"abc"))).expect("ok");
+        tx.send(Chunk::Data(Bytes::from_static(b"abc")))
+            .expect("ok");
         drop(tx);
         let mut r = ChannelReader::new(rx);
         let err = r.next_block(4, 4).expect_err("fails");

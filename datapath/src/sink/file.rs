@@ -22,6 +22,53 @@ pub struct FileSink {
     options: TargetOptions,
     /// Bytes written since the last writeback hint.
     unhinted: u64,
+    /// Wakes the thread that starts writeback, so writes never wait for it.
+    flusher: Option<Flusher>,
+}
+
+/// A thread that asks the kernel to write dirty pages back (and drop clean ones) whenever the
+/// writer has added [`WRITEBACK_EVERY`] bytes: the work of starting writeback leaves the
+/// writer's thread, and the final fsync finds little left to do.
+#[derive(Debug)]
+struct Flusher {
+    wake: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(file: File) -> Self {
+        let (wake, hints) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::spawn(move || {
+            for () in hints {
+                // Only a hint: a real write error surfaces at the fsync.
+                let _ = fadvise(&file, 0, None, Advice::DontNeed);
+            }
+        });
+        Flusher {
+            wake: Some(wake),
+            thread: Some(thread),
+        }
+    }
+
+    /// Asks for a writeback pass; skipped when one is still running.
+    fn hint(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+
+    fn stop(&mut self) {
+        self.wake = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The hidden name a file target is written under until it is complete.
@@ -44,12 +91,14 @@ impl FileSink {
             .truncate(true)
             .open(&partial)
             .map_err(|e| Error::target("creating", &partial, e))?;
+        let flusher = file.try_clone().ok().map(Flusher::start);
         Ok(FileSink {
             dest: dest.to_path_buf(),
             partial,
             file: Some(file),
             options,
             unhinted: 0,
+            flusher,
         })
     }
 
@@ -73,11 +122,10 @@ impl Sink for FileSink {
             .map_err(|e| Error::target("writing", &self.partial, e))?;
         // Start writing dirty pages back while the import goes on, so the final fsync finds
         // little left to do, and let the kernel drop pages already written (in a pod, page
-        // cache counts against the memory limit). Only a hint: failures are ignored here and
-        // any real write error surfaces at the fsync.
+        // cache counts against the memory limit).
         let hint = self.unhinted + data.len() as u64 >= WRITEBACK_EVERY;
-        if hint {
-            let _ = fadvise(file, 0, None, Advice::DontNeed);
+        if hint && let Some(flusher) = &self.flusher {
+            flusher.hint();
         }
         self.unhinted = if hint {
             0
@@ -88,6 +136,9 @@ impl Sink for FileSink {
     }
 
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
+        if let Some(mut flusher) = self.flusher.take() {
+            flusher.stop();
+        }
         let file = self.file()?;
         let final_size = image_size.max(self.options.requested_size.unwrap_or(0));
         file.set_len(final_size)
@@ -130,6 +181,7 @@ impl Sink for FileSink {
     }
 
     fn abort(&mut self) -> String {
+        self.flusher = None;
         self.file = None;
         match std::fs::remove_file(&self.partial) {
             Ok(()) => format!("removed the partial file {}", self.partial.display()),
