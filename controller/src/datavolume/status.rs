@@ -245,6 +245,10 @@ fn condition_of(
         .find(|c| c.type_ == type_)
 }
 
+/// Reasons a worker pod gives while it is simply on its way (scheduling, pulling, starting):
+/// they show in the Running condition but are no reason for a warning event.
+const NOT_AN_ERROR: &[&str] = &["Pending", "ContainerCreating", "PodInitializing"];
+
 /// Events for the change from `old` to `new`, with upstream's reason strings.
 fn events(
     name: &str,
@@ -271,7 +275,9 @@ fn events(
     let new_running = condition_of(new, DataVolumeConditionType::Running);
     if let Some(r) = new_running
         && r.status == ConditionStatus::False
-        && r.reason.as_deref().is_some_and(|x| x != "Completed")
+        && r.reason
+            .as_deref()
+            .is_some_and(|x| x != "Completed" && !NOT_AN_ERROR.contains(&x))
         && old_running.map(|c| (&c.reason, &c.message)) != Some((&r.reason, &r.message))
     {
         // A worker error: its own reason, as upstream emits condition reasons.
@@ -489,6 +495,30 @@ mod tests {
             o.events
                 .contains(&EventSpec::warning("ImportFailed", "checksum mismatch"))
         );
+    }
+
+    #[test]
+    fn a_pod_on_its_way_gives_no_warning_but_an_image_pull_failure_does() {
+        let d = http_dv();
+        for (reason, warned) in [
+            ("Pending", false),
+            ("ContainerCreating", false),
+            ("PodInitializing", false),
+            ("ErrImagePull", true),
+            ("CrashLoopBackOff", true),
+        ] {
+            let c = claim(
+                "Bound",
+                &[
+                    (pod::PHASE, "Pending"),
+                    (condition::RUNNING, "false"),
+                    (condition::RUNNING_REASON, reason),
+                ],
+            );
+            let o = observe(&d, Some(&c), Transfer::Import);
+            let warnings: Vec<_> = o.events.iter().filter(|e| e.reason == reason).collect();
+            assert_eq!(!warnings.is_empty(), warned, "{reason}: {:?}", o.events);
+        }
     }
 
     #[test]
