@@ -89,19 +89,6 @@ impl ChannelReader {
         }
         Ok(Some(block.freeze()))
     }
-
-    /// The next piece of the stream as it arrived, without copying it.
-    pub fn next_bytes(&mut self) -> io::Result<Option<Bytes>> {
-        if !self.current.is_empty() {
-            return Ok(Some(std::mem::take(&mut self.current)));
-        }
-        loop {
-            match self.recv()? {
-                Some(b) if b.is_empty() => continue,
-                other => return Ok(other),
-            }
-        }
-    }
 }
 
 impl Read for ChannelReader {

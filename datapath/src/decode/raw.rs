@@ -10,9 +10,12 @@ use cdi_formats::Format;
 use super::layers::read_error;
 use super::{DecodeConfig, read_full};
 use crate::error::Error;
+use crate::sink::HOLE_GRANULE;
 use crate::sink::writer::WriteOp;
 
 const BLOCK: usize = 1 << 20;
+/// Largest write handed on from a chunk as it arrived.
+const MAX_WRITE: usize = 4 << 20;
 
 /// Streams `input` to the writer; returns the image size.
 pub(crate) fn stream(
@@ -46,14 +49,19 @@ pub(crate) fn stream(
     }
 }
 
-/// Streams chunks as they arrived (no decompression layer): no copy at all.
+/// Streams chunks as they arrived (no decompression layer), cut at hole-granule boundaries so
+/// the writer sees every granule whole: a copy only for the few bytes around a chunk boundary
+/// that is not aligned (network sources).
 pub(crate) fn stream_chunks(
     mut input: super::ChannelReader,
     cfg: &DecodeConfig,
     out: &Sender<WriteOp>,
 ) -> Result<u64, Error> {
     let mut offset = 0u64;
-    while let Some(bytes) = input.next_bytes().map_err(Error::Source)? {
+    while let Some(bytes) = input
+        .next_block(HOLE_GRANULE, MAX_WRITE)
+        .map_err(Error::Source)?
+    {
         let end = offset + bytes.len() as u64;
         if let Some(capacity) = cfg.capacity
             && end > capacity

@@ -94,7 +94,14 @@ pub struct HttpSource {
     skip: u64,
     total: Option<u64>,
     validator: Option<Validator>,
+    /// Pieces received and not yet handed on.
+    pending: std::collections::VecDeque<Bytes>,
 }
+
+/// Pieces of the body at least this large are handed on as they are; smaller ones (a TLS
+/// record is 16 KiB) are copied together into chunks of up to [`CHUNK`], so the pipeline's
+/// per-chunk costs stay small.
+const PASS_THROUGH: usize = 128 << 10;
 
 impl std::fmt::Debug for HttpSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,6 +143,7 @@ impl HttpSource {
             skip: 0,
             total: None,
             validator: None,
+            pending: std::collections::VecDeque::new(),
         };
         source.connect(true)?;
         Ok(source)
@@ -367,8 +375,25 @@ impl Source for HttpSource {
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let mut chunk = BytesMut::new();
-        while chunk.len() < CHUNK && self.response.is_some() {
-            let (pieces, status) = self.read_batch(CHUNK - chunk.len());
+        loop {
+            if let Some(piece) = self.pending.pop_front() {
+                if piece.len() >= PASS_THROUGH {
+                    if chunk.is_empty() {
+                        return Ok(Some(piece));
+                    }
+                    self.pending.push_front(piece);
+                    break;
+                }
+                chunk.extend_from_slice(&piece);
+                if chunk.len() >= CHUNK {
+                    break;
+                }
+                continue;
+            }
+            if self.response.is_none() {
+                break;
+            }
+            let (pieces, status) = self.read_batch(CHUNK);
             for mut bytes in pieces {
                 if self.skip > 0 {
                     let drop = (self.skip as usize).min(bytes.len());
@@ -376,7 +401,9 @@ impl Source for HttpSource {
                     let _ = bytes.split_to(drop);
                 }
                 self.offset += bytes.len() as u64;
-                chunk.extend_from_slice(&bytes);
+                if !bytes.is_empty() {
+                    self.pending.push_back(bytes);
+                }
             }
             let failure = match status {
                 Ok(false) => continue,
@@ -386,7 +413,7 @@ impl Source for HttpSource {
                     }
                     _ => {
                         self.response = None;
-                        break;
+                        continue;
                     }
                 },
                 Err(message) => format!("reading the body: {message}"),
