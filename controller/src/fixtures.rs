@@ -213,6 +213,23 @@ impl MockApi {
 /// A context whose client talks to a [`MockApi`] serving `objects` (API path → object), with
 /// the storage of [`storage`] in its caches.
 pub fn mock_context(objects: BTreeMap<String, serde_json::Value>) -> (crate::Context, MockApi) {
+    let (client, api) = mock_api(objects, false);
+    (context_for(client, true), api)
+}
+
+/// Like [`mock_context`], but the server remembers: GET answers what POST created and PATCH
+/// changed (so a reconcile can run twice), and the caches start empty.
+pub fn stateful_mock_context() -> (crate::Context, MockApi) {
+    let (client, api) = mock_api(BTreeMap::new(), true);
+    (context_for(client, false), api)
+}
+
+/// The mock server behind the contexts above. Without `remember`, writes are echoed and the
+/// objects never change.
+fn mock_api(
+    mut objects: BTreeMap<String, serde_json::Value>,
+    remember: bool,
+) -> (kube::Client, MockApi) {
     use http::{Request, Response};
     use kube::client::Body;
 
@@ -234,40 +251,12 @@ pub fn mock_context(objects: BTreeMap<String, serde_json::Value>) -> (crate::Con
                 path: path.clone(),
                 body: body.clone(),
             });
-            let (status, answer) = match method.as_str() {
-                "GET" => match objects.get(&path) {
-                    Some(o) => (200, o.clone()),
-                    None => (404, not_found()),
-                },
-                "POST" => {
-                    let mut created = body;
-                    created["metadata"]["uid"] = serde_json::json!("created-uid");
-                    (201, created)
-                }
-                "PATCH" | "PUT" => {
-                    let mut answer = objects
-                        .get(path.trim_end_matches("/status"))
-                        .cloned()
-                        .unwrap_or(body);
-                    if answer.get("metadata").is_none() {
-                        let name = path
-                            .trim_end_matches("/status")
-                            .rsplit('/')
-                            .next()
-                            .unwrap_or("");
-                        answer["metadata"] = serde_json::json!({ "name": name });
-                    }
-                    if answer.get("spec").is_none() && path.contains("/datavolumes/") {
-                        answer["spec"] = serde_json::json!({});
-                    }
-                    (200, answer)
-                }
-                "DELETE" => (
-                    200,
-                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-                ),
-                _ => (405, not_found()),
+            let answer = if remember {
+                remembered(&mut objects, &method, &path, body)
+            } else {
+                echoed(&objects, &method, &path, body)
             };
+            let (status, answer) = answer.unwrap_or_else(|| (404, not_found()));
             let response = Response::builder()
                 .status(status)
                 .body(Body::from(serde_json::to_vec(&answer).unwrap_or_default()))
@@ -276,15 +265,97 @@ pub fn mock_context(objects: BTreeMap<String, serde_json::Value>) -> (crate::Con
         }
     });
     let client = kube::Client::new(service, "default");
+    (client, MockApi { seen, _task: task })
+}
+
+/// Answers from fixed `objects`, echoing what is written.
+fn echoed(
+    objects: &BTreeMap<String, serde_json::Value>,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    match method {
+        "GET" => objects.get(path).map(|o| (200, o.clone())),
+        "POST" => {
+            let mut created = body;
+            created["metadata"]["uid"] = serde_json::json!("created-uid");
+            Some((201, created))
+        }
+        "PATCH" | "PUT" => {
+            let mut answer = objects
+                .get(path.trim_end_matches("/status"))
+                .cloned()
+                .unwrap_or(body);
+            if answer.get("metadata").is_none() {
+                let name = path
+                    .trim_end_matches("/status")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("");
+                answer["metadata"] = serde_json::json!({ "name": name });
+            }
+            if answer.get("spec").is_none() && path.contains("/datavolumes/") {
+                answer["spec"] = serde_json::json!({});
+            }
+            Some((200, answer))
+        }
+        "DELETE" => Some((
+            200,
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        )),
+        _ => Some((405, not_found())),
+    }
+}
+
+/// Answers from `objects` and keeps what is created and patched (status, or metadata merged).
+fn remembered(
+    objects: &mut BTreeMap<String, serde_json::Value>,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    let object_path = path.trim_end_matches("/status");
+    match method {
+        "GET" => objects.get(path).map(|o| (200, o.clone())),
+        "POST" => {
+            let mut created = body;
+            created["metadata"]["uid"] = serde_json::json!("created-uid");
+            let name = created["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            objects.insert(format!("{path}/{name}"), created.clone());
+            Some((201, created))
+        }
+        "PATCH" => objects.get_mut(object_path).map(|o| {
+            if path.ends_with("/status") {
+                o["status"] = body["status"].clone();
+            } else {
+                for (k, v) in body["metadata"].as_object().into_iter().flatten() {
+                    o["metadata"][k] = v.clone();
+                }
+            }
+            (200, o.clone())
+        }),
+        _ => None,
+    }
+}
+
+/// A controller context over `client`; its caches hold [`storage`] when `with_storage`.
+fn context_for(client: kube::Client, with_storage: bool) -> crate::Context {
     let (config, _) = kube::runtime::reflector::store();
     let (classes, mut classes_writer) = kube::runtime::reflector::store();
     let (profiles, mut profiles_writer) = kube::runtime::reflector::store();
-    let view = storage();
-    for c in view.classes {
-        classes_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply((*c).clone()));
-    }
-    for p in view.profiles {
-        profiles_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply((*p).clone()));
+    if with_storage {
+        let view = storage();
+        for c in view.classes {
+            classes_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply((*c).clone()));
+        }
+        for p in view.profiles {
+            profiles_writer
+                .apply_watcher_event(&kube::runtime::watcher::Event::Apply((*p).clone()));
+        }
     }
     let stores = crate::context::Stores {
         config,
@@ -292,14 +363,13 @@ pub fn mock_context(objects: BTreeMap<String, serde_json::Value>) -> (crate::Con
         storage_profiles: profiles,
     };
     let certs = crate::certs::UploadCertificates::generate(Default::default()).expect("CAs");
-    let ctx = crate::Context::new(
+    crate::Context::new(
         client,
         crate::Settings::default(),
         Arc::new(crate::metrics::Metrics::new()),
         Arc::new(certs),
         stores,
-    );
-    (ctx, MockApi { seen, _task: task })
+    )
 }
 
 fn not_found() -> serde_json::Value {

@@ -446,92 +446,15 @@ mod tests {
         (State::new(ctx), api)
     }
 
-    /// A small stateful API server: GET answers what POST created and PATCH changed, so a
-    /// reconcile can be run twice against it. Returns the state and the requests seen.
-    fn stateful_server() -> (State, Arc<Mutex<Vec<String>>>) {
-        use http::{Request, Response};
-        use kube::client::Body;
-
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let calls: Arc<Mutex<Vec<String>>> = Arc::default();
-        let seen = calls.clone();
-        tokio::spawn(async move {
-            let mut objects: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-            while let Some((request, send)) = handle.next_request().await {
-                let method = request.method().to_string();
-                let path = request.uri().path().to_owned();
-                let bytes = request
-                    .into_body()
-                    .collect_bytes()
-                    .await
-                    .unwrap_or_default();
-                let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                seen.lock().expect("lock").push(format!("{method} {path}"));
-                let object_path = path.trim_end_matches("/status").to_owned();
-                let answer = match method.as_str() {
-                    "GET" => objects.get(&path).cloned(),
-                    "POST" => {
-                        let mut created = body;
-                        created["metadata"]["uid"] = serde_json::json!("uid-1");
-                        let name = created["metadata"]["name"]
-                            .as_str()
-                            .unwrap_or("")
-                            .to_owned();
-                        objects.insert(format!("{path}/{name}"), created.clone());
-                        Some(created)
-                    }
-                    "PATCH" => objects.get_mut(&object_path).map(|o| {
-                        if path.ends_with("/status") {
-                            o["status"] = body["status"].clone();
-                        } else {
-                            for (k, v) in body["metadata"].as_object().into_iter().flatten() {
-                                o["metadata"][k] = v.clone();
-                            }
-                        }
-                        o.clone()
-                    }),
-                    _ => None,
-                };
-                let (status, answer) = match answer {
-                    Some(a) => (200, a),
-                    None => (
-                        404,
-                        serde_json::json!({
-                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                            "reason": "NotFound", "code": 404, "message": "not found"
-                        }),
-                    ),
-                };
-                let response = Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&answer).expect("json")))
-                    .expect("a response");
-                send.send_response(response);
-            }
-        });
-        let client = kube::Client::new(service, "default");
-        let (config, _) = kube::runtime::reflector::store();
-        let (storage_classes, _) = kube::runtime::reflector::store();
-        let (storage_profiles, _) = kube::runtime::reflector::store();
-        let stores = crate::context::Stores {
-            config,
-            storage_classes,
-            storage_profiles,
-        };
-        let certs = crate::certs::UploadCertificates::generate(Default::default()).expect("CAs");
-        let ctx = Context::new(
-            client,
-            crate::Settings::default(),
-            Arc::new(crate::metrics::Metrics::new()),
-            Arc::new(certs),
-            stores,
-        );
-        (State::new(ctx), calls)
+    /// A state whose API server remembers what it is told, so a reconcile can run twice.
+    fn stateful_server() -> (State, crate::fixtures::MockApi) {
+        let (ctx, api) = crate::fixtures::stateful_mock_context();
+        (State::new(ctx), api)
     }
 
     #[tokio::test]
     async fn missing_profile_is_created_and_its_status_applied() {
-        let (state, calls) = stateful_server();
+        let (state, api) = stateful_server();
 
         let action = reconcile_class(&local_class(), &state)
             .await
@@ -539,7 +462,7 @@ mod tests {
 
         assert_eq!(action, Action::requeue(RESYNC));
         assert_eq!(
-            *calls.lock().expect("lock"),
+            api.calls(),
             [
                 format!("GET {PROFILE}"),
                 "GET /api/v1/namespaces/cdi/configmaps/cdi-config".to_string(),
@@ -580,18 +503,18 @@ mod tests {
 
     #[tokio::test]
     async fn second_reconcile_writes_nothing() {
-        let (state, calls) = stateful_server();
+        let (state, api) = stateful_server();
         reconcile_class(&local_class(), &state)
             .await
             .expect("first reconcile");
-        calls.lock().expect("lock").clear();
+        api.seen.lock().expect("lock").clear();
 
         reconcile_class(&local_class(), &state)
             .await
             .expect("second reconcile");
 
         assert_eq!(
-            *calls.lock().expect("lock"),
+            api.calls(),
             [format!("GET {PROFILE}"), format!("GET {SNAPSHOT_CLASSES}")]
         );
     }
