@@ -12,7 +12,7 @@ use super::{RangeSet, Sink, SinkReport, TargetOptions};
 use crate::error::Error;
 
 /// Bytes written between two early-writeback hints (see [`FileSink::write_at`]).
-const WRITEBACK_EVERY: u64 = 64 << 20;
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 #[derive(Debug)]
 pub struct FileSink {
