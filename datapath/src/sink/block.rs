@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FallocateFlags, fallocate};
 
 use super::file::write_zeros;
+use super::writeback::Writeback;
 use super::{RangeSet, Sink, SinkReport, TargetOptions, ZeroMode};
 use crate::error::Error;
 
@@ -21,6 +22,7 @@ const WIPE_ON_FAILURE: u64 = 1 << 20;
 pub struct BlockSink {
     path: PathBuf,
     file: File,
+    writeback: Writeback,
     size: u64,
     options: TargetOptions,
     touched: bool,
@@ -38,6 +40,7 @@ impl BlockSink {
             .map_err(|e| Error::target("sizing", path, e))?;
         Ok(BlockSink {
             path: path.to_path_buf(),
+            writeback: Writeback::start(&file),
             file,
             size,
             options,
@@ -76,10 +79,13 @@ impl Sink for BlockSink {
         self.touched = true;
         self.file
             .write_all_at(data, offset)
-            .map_err(|e| Error::target("writing", &self.path, e))
+            .map_err(|e| Error::target("writing", &self.path, e))?;
+        self.writeback.wrote(data.len());
+        Ok(())
     }
 
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
+        self.writeback.stop();
         let mode = if self.options.preallocate {
             ZeroMode::Write
         } else {
@@ -105,6 +111,7 @@ impl Sink for BlockSink {
     }
 
     fn abort(&mut self) -> String {
+        self.writeback.stop();
         if !self.touched {
             return format!("{} was not modified", self.path.display());
         }

@@ -6,13 +6,11 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Advice, FallocateFlags, fadvise, fallocate};
+use rustix::fs::{FallocateFlags, fallocate};
 
+use super::writeback::Writeback;
 use super::{RangeSet, Sink, SinkReport, TargetOptions};
 use crate::error::Error;
-
-/// Bytes written between two early-writeback hints (see [`FileSink::write_at`]).
-const WRITEBACK_EVERY: u64 = 8 << 20;
 
 #[derive(Debug)]
 pub struct FileSink {
@@ -20,55 +18,7 @@ pub struct FileSink {
     partial: PathBuf,
     file: Option<File>,
     options: TargetOptions,
-    /// Bytes written since the last writeback hint.
-    unhinted: u64,
-    /// Wakes the thread that starts writeback, so writes never wait for it.
-    flusher: Option<Flusher>,
-}
-
-/// A thread that asks the kernel to write dirty pages back (and drop clean ones) whenever the
-/// writer has added [`WRITEBACK_EVERY`] bytes: the work of starting writeback leaves the
-/// writer's thread, and the final fsync finds little left to do.
-#[derive(Debug)]
-struct Flusher {
-    wake: Option<crossbeam_channel::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(file: File) -> Self {
-        let (wake, hints) = crossbeam_channel::bounded::<()>(1);
-        let thread = std::thread::spawn(move || {
-            for () in hints {
-                // Only a hint: a real write error surfaces at the fsync.
-                let _ = fadvise(&file, 0, None, Advice::DontNeed);
-            }
-        });
-        Flusher {
-            wake: Some(wake),
-            thread: Some(thread),
-        }
-    }
-
-    /// Asks for a writeback pass; skipped when one is still running.
-    fn hint(&self) {
-        if let Some(wake) = &self.wake {
-            let _ = wake.try_send(());
-        }
-    }
-
-    fn stop(&mut self) {
-        self.wake = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    writeback: Writeback,
 }
 
 /// The hidden name a file target is written under until it is complete.
@@ -91,14 +41,12 @@ impl FileSink {
             .truncate(true)
             .open(&partial)
             .map_err(|e| Error::target("creating", &partial, e))?;
-        let flusher = file.try_clone().ok().map(Flusher::start);
         Ok(FileSink {
             dest: dest.to_path_buf(),
             partial,
+            writeback: Writeback::start(&file),
             file: Some(file),
             options,
-            unhinted: 0,
-            flusher,
         })
     }
 
@@ -120,25 +68,12 @@ impl Sink for FileSink {
         let file = self.file()?;
         file.write_all_at(data, offset)
             .map_err(|e| Error::target("writing", &self.partial, e))?;
-        // Start writing dirty pages back while the import goes on, so the final fsync finds
-        // little left to do, and let the kernel drop pages already written (in a pod, page
-        // cache counts against the memory limit).
-        let hint = self.unhinted + data.len() as u64 >= WRITEBACK_EVERY;
-        if hint && let Some(flusher) = &self.flusher {
-            flusher.hint();
-        }
-        self.unhinted = if hint {
-            0
-        } else {
-            self.unhinted + data.len() as u64
-        };
+        self.writeback.wrote(data.len());
         Ok(())
     }
 
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
-        if let Some(mut flusher) = self.flusher.take() {
-            flusher.stop();
-        }
+        self.writeback.stop();
         let file = self.file()?;
         let final_size = image_size.max(self.options.requested_size.unwrap_or(0));
         file.set_len(final_size)
@@ -181,7 +116,7 @@ impl Sink for FileSink {
     }
 
     fn abort(&mut self) -> String {
-        self.flusher = None;
+        self.writeback.stop();
         self.file = None;
         match std::fs::remove_file(&self.partial) {
             Ok(()) => format!("removed the partial file {}", self.partial.display()),

@@ -6,6 +6,7 @@ mod block;
 mod file;
 pub mod memory;
 mod ranges;
+mod writeback;
 pub(crate) mod writer;
 
 use std::path::Path;
