@@ -69,6 +69,10 @@ pub struct ImportArgs {
     /// How a block device's zero ranges are handled.
     #[arg(long, value_enum, default_value = "punch")]
     pub zero_mode: ZeroArg,
+    /// Write large runs of the image with direct I/O (O_DIRECT) where the target supports it:
+    /// less CPU and no page cache used, but each write waits for the storage.
+    #[arg(long)]
+    pub direct_io: bool,
     /// Directory for a qcow2 spill file (default: the destination's directory).
     #[arg(long)]
     pub spill_dir: Option<PathBuf>,
@@ -140,6 +144,7 @@ impl ImportArgs {
                 ZeroArg::Write => ZeroMode::Write,
                 ZeroArg::Skip => ZeroMode::Skip,
             },
+            direct_io: self.direct_io,
         };
         Ok(ImportRequest {
             source: self.source,

@@ -55,7 +55,7 @@ pub fn run_import(req: ImportRequest) -> ExitCode {
 
 fn open_source(spec: &str) -> Result<Box<dyn Source>, Error> {
     if spec == "-" {
-        Ok(Box::new(StdinSource))
+        Ok(Box::new(StdinSource::default()))
     } else if spec.starts_with("http://") || spec.starts_with("https://") {
         Ok(Box::new(HttpSource::open(spec)?))
     } else {

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod archive;
+mod buffer;
 pub mod checksum;
 pub mod decode;
 pub mod error;

@@ -234,7 +234,7 @@ fn write_all(w: &mut Writer, rx: Receiver<WriteOp>) -> Result<(), Error> {
     for op in rx {
         w.apply(op)?;
     }
-    Ok(())
+    w.flush()
 }
 
 /// What an archive extraction did.

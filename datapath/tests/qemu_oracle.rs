@@ -1,6 +1,7 @@
 //! Conformance with `qemu-img` as the oracle: every qcow2 variant qemu can write, and every
 //! compression wrapper around raw and qcow2, imports byte-identical to `qemu-img convert -O raw`
-//! (and to the raw input where the active layer was not changed), and at least as sparse.
+//! (and to the raw input where the active layer was not changed), and at least as sparse;
+//! with buffered writes and with direct I/O alike.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,9 +43,13 @@ impl Work {
     }
 }
 
-fn ours(src: &Path, dest: &Path) -> ImportReport {
+fn ours(src: &Path, dest: &Path, direct_io: bool) -> ImportReport {
     let source = FileSource::open(src).expect("open source");
-    let sink = FileSink::create(dest, TargetOptions::default()).expect("create target");
+    let options = TargetOptions {
+        direct_io,
+        ..TargetOptions::default()
+    };
+    let sink = FileSink::create(dest, options).expect("create target");
     let spec = ImportSpec {
         spill_dir: dest.parent().expect("dir").to_path_buf(),
         ..ImportSpec::default()
@@ -72,8 +77,10 @@ fn conforms(w: &Work, image: &Path, same_as_input: bool) {
         .to_string_lossy()
         .into_owned();
     let ours_out = w.path(&format!("{name}.ours"));
+    let direct_out = w.path(&format!("{name}.direct"));
     let qemu_out = w.path(&format!("{name}.qemu"));
-    let report = ours(image, &ours_out);
+    let report = ours(image, &ours_out, false);
+    let direct_report = ours(image, &direct_out, true);
     let qemu_source = match image.extension().and_then(|e| e.to_str()) {
         // qemu-img reads neither gzip nor xz: give it what is inside.
         Some("gz" | "xz" | "zst" | "bz2") => {
@@ -117,6 +124,17 @@ fn conforms(w: &Work, image: &Path, same_as_input: bool) {
         "{name}: {ours_alloc} bytes allocated, qemu-img {qemu_alloc}"
     );
     assert_eq!(report.sink.final_size, b.len() as u64);
+    // Direct I/O: the same bytes, just as sparse.
+    assert!(
+        std::fs::read(&direct_out).expect("direct") == a,
+        "{name}: direct I/O output differs"
+    );
+    assert_eq!(
+        allocated_bytes(&direct_out),
+        ours_alloc,
+        "{name}: direct I/O output allocated differently"
+    );
+    assert_eq!(direct_report.written, report.written);
 }
 
 fn qcow2(w: &Work, name: &str, args: &[&str]) -> PathBuf {

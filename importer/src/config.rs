@@ -38,7 +38,8 @@ pub struct Config {
     pub cert_dirs: Vec<PathBuf>,
     pub extra_headers: Vec<(String, String)>,
     pub checksum: Option<Checksum>,
-    /// `CACHE_MODE=TRYNONE` after an OOM kill: we stream with bounded memory either way.
+    /// `CACHE_MODE=TRYNONE` (set by the controller after an OOM kill): write with direct I/O
+    /// where the volume supports it.
     pub cache_mode_try_none: bool,
 }
 

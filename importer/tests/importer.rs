@@ -33,16 +33,24 @@ impl Pod {
     }
 
     fn run(&self, env: &[(&str, &str)]) -> (i32, String) {
-        let status = Command::new(env!("CARGO_BIN_EXE_cdi-importer"))
+        let (code, message, _) = self.run_logged(env, "warn");
+        (code, message)
+    }
+
+    /// Runs with `RUST_LOG=filter`; also returns what the importer logged.
+    fn run_logged(&self, env: &[(&str, &str)], filter: &str) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_cdi-importer"))
             .env_clear()
             .env("CDI_ROOT", self.root.path())
             .env("CDI_METRICS_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .envs(env.iter().copied())
-            .status()
+            .output()
             .expect("run cdi-importer");
         let message = std::fs::read_to_string(self.path("dev/termination-log")).unwrap_or_default();
-        (status.code().unwrap_or(-1), message)
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        (out.status.code().unwrap_or(-1), message, log)
     }
 }
 
@@ -305,6 +313,66 @@ fn block_volume_gets_the_image_with_zero_ranges_zeroed() {
         dev[16 << 20..].iter().all(|&x| x == 0xff),
         "bytes past the image are untouched"
     );
+}
+
+/// The log as text, without the terminal colour sequences tracing puts around fields.
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|&d| d == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Upstream's controller sets `CACHE_MODE=TRYNONE` after an OOM kill; the importer then writes
+/// with direct I/O where the volume allows it (and says so when it does not).
+#[test]
+fn cache_mode_trynone_imports_with_direct_io_to_files_and_devices() {
+    let b = qcow2_image();
+    let srv = serve(b.build());
+    for pod in [Pod::filesystem(), Pod::block(16 << 20)] {
+        let (code, msg, log) = pod.run_logged(
+            &[
+                ("IMPORTER_SOURCE", "http"),
+                ("IMPORTER_ENDPOINT", &srv.url("/file")),
+                ("IMPORTER_IMAGE_SIZE", "16777216"),
+                ("FILESYSTEM_OVERHEAD", "0"),
+                ("CACHE_MODE", "TRYNONE"),
+            ],
+            "cdi_datapath=debug,info",
+        );
+        assert_eq!(
+            (code, msg.as_str()),
+            (
+                0,
+                r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+            ),
+            "{log}"
+        );
+        let log = without_colours(&log);
+        let direct_used = log.lines().any(|l| {
+            l.contains("Direct writes finished")
+                && l.split_whitespace()
+                    .any(|w| w.starts_with("pieces=") && w != "pieces=0")
+        });
+        let unavailable = log.contains("Direct I/O is not available on this target");
+        assert!(
+            direct_used || unavailable,
+            "no direct I/O outcome logged:\n{log}"
+        );
+        let target = if pod.path("data").exists() {
+            "data/disk.img"
+        } else {
+            "dev/cdi-block-volume"
+        };
+        let disk = std::fs::read(pod.path(target)).expect("disk");
+        assert!(disk == b.expected_raw(), "{target} differs from the image");
+    }
 }
 
 fn tar_gz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {

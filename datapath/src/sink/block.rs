@@ -8,8 +8,10 @@ use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use rustix::fs::{FallocateFlags, fallocate};
 
+use super::direct::{self, DirectWriter};
 use super::file::write_zeros;
 use super::writeback::Writeback;
 use super::{RangeSet, Sink, SinkReport, TargetOptions, ZeroMode};
@@ -26,6 +28,7 @@ pub struct BlockSink {
     size: u64,
     options: TargetOptions,
     touched: bool,
+    direct: Option<DirectWriter>,
 }
 
 impl BlockSink {
@@ -38,14 +41,33 @@ impl BlockSink {
         let size = file
             .seek(SeekFrom::End(0))
             .map_err(|e| Error::target("sizing", path, e))?;
+        let direct = if options.direct_io {
+            // A device has nothing to allocate.
+            DirectWriter::open(path, &file, false)
+        } else {
+            None
+        };
         Ok(BlockSink {
             path: path.to_path_buf(),
+            direct,
             writeback: Writeback::start(&file),
             file,
             size,
             options,
             touched: false,
         })
+    }
+
+    fn write_buffered(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
+        let mut at = offset;
+        for data in run {
+            self.file
+                .write_all_at(data, at)
+                .map_err(|e| Error::target("writing", &self.path, e))?;
+            self.writeback.wrote(data.len());
+            at += data.len() as u64;
+        }
+        Ok(())
     }
 
     fn zero(&self, from: u64, to: u64, mode: ZeroMode) -> std::io::Result<()> {
@@ -75,16 +97,22 @@ impl Sink for BlockSink {
         Some(self.size)
     }
 
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
+    fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
         self.touched = true;
-        self.file
-            .write_all_at(data, offset)
+        let Some(direct) = self.direct.as_mut() else {
+            return self.write_buffered(offset, run);
+        };
+        let buffered = direct
+            .submit_aligned(offset, run)
             .map_err(|e| Error::target("writing", &self.path, e))?;
-        self.writeback.wrote(data.len());
+        for (at, run) in buffered {
+            self.write_buffered(at, &run)?;
+        }
         Ok(())
     }
 
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
+        direct::finish(&mut self.direct, &self.path)?;
         self.writeback.stop();
         let mode = if self.options.preallocate {
             ZeroMode::Write
@@ -111,6 +139,8 @@ impl Sink for BlockSink {
     }
 
     fn abort(&mut self) -> String {
+        // Writes still in flight must land before the start of the device is wiped.
+        let _ = direct::finish(&mut self.direct, &self.path);
         self.writeback.stop();
         if !self.touched {
             return format!("{} was not modified", self.path.display());

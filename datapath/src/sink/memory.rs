@@ -2,6 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use super::{RangeSet, Sink, SinkReport};
 use crate::error::Error;
 
@@ -57,7 +59,8 @@ impl Sink for MemorySink {
         self.capacity
     }
 
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
+    fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
+        let data: Vec<u8> = run.concat();
         self.written += data.len() as u64;
         if self.fail_after.is_some_and(|limit| self.written > limit) {
             return Err(Error::target(
@@ -71,7 +74,7 @@ impl Sink for MemorySink {
         if image.bytes.len() < end {
             image.bytes.resize(end, 0);
         }
-        image.bytes[offset as usize..end].copy_from_slice(data);
+        image.bytes[offset as usize..end].copy_from_slice(&data);
         image.writes += 1;
         Ok(())
     }

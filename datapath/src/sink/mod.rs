@@ -3,6 +3,7 @@
 //! sink turns all-zero runs into holes.
 
 mod block;
+mod direct;
 mod file;
 pub mod memory;
 mod ranges;
@@ -10,6 +11,8 @@ mod writeback;
 pub(crate) mod writer;
 
 use std::path::Path;
+
+use bytes::Bytes;
 
 use crate::error::Error;
 
@@ -40,6 +43,9 @@ pub struct TargetOptions {
     pub requested_size: Option<u64>,
     pub preallocate: bool,
     pub zero_mode: ZeroMode,
+    /// Write whole aligned pages with direct I/O where the target supports it (CDI's
+    /// `CACHE_MODE=TRYNONE`): less CPU and no page cache, but each write waits for the storage.
+    pub direct_io: bool,
 }
 
 /// What committing the target did.
@@ -57,7 +63,10 @@ pub trait Sink: Send {
     fn describe(&self) -> String;
     /// Largest image this target holds, when bounded.
     fn capacity(&self) -> Option<u64>;
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Error>;
+    /// Writes `run`, pieces that follow each other in the image, from `offset` on. The write
+    /// may still be in flight when this returns; its failure then shows at a later write or at
+    /// [`Sink::commit`].
+    fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error>;
     /// After the last write: make every byte of `[0, image_size)` not in `written` read as
     /// zero, size, sync, and make the image visible. Nothing may look complete before this.
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error>;

@@ -1,11 +1,13 @@
 //! The stage in front of every sink: checks bounds, skips all-zero granules, coalesces the rest
-//! into as few writes as possible, and records what was written.
+//! into as few writes as possible (contiguous pieces, even from different chunks, become one
+//! run), and records what was written.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cdi_formats::zero::is_zero;
 
+use super::direct::MAX_PARTS;
 use super::{HOLE_GRANULE, RangeSet, Sink};
 use crate::error::Error;
 use crate::progress::Progress;
@@ -17,11 +19,19 @@ pub(crate) struct WriteOp {
     pub bytes: Bytes,
 }
 
+/// Longest run handed to the sink at once: a direct write of it is one large request, and it
+/// holds on to only a few chunk buffers.
+pub(crate) const MAX_RUN: usize = 4 << 20;
+
 pub(crate) struct Writer {
     pub sink: Box<dyn Sink>,
     pub written: RangeSet,
     capacity: Option<u64>,
     progress: Arc<Progress>,
+    /// Contiguous pieces not yet handed to the sink: where they start, and how long they are.
+    run: Vec<Bytes>,
+    run_offset: u64,
+    run_len: usize,
 }
 
 impl Writer {
@@ -32,7 +42,25 @@ impl Writer {
             written: RangeSet::new(),
             capacity,
             progress,
+            run: Vec::new(),
+            run_offset: 0,
+            run_len: 0,
         }
+    }
+
+    /// Hands the last run to the sink; call after the last [`Writer::apply`].
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        let (at, len) = (self.run_offset, self.run_len);
+        let written = self.sink.write_at(at, &self.run);
+        self.run.clear();
+        self.run_len = 0;
+        written?;
+        self.written.insert(at, at + len as u64);
+        self.progress.add_written(len as u64);
+        Ok(())
     }
 
     pub fn apply(&mut self, op: WriteOp) -> Result<(), Error> {
@@ -75,11 +103,90 @@ impl Writer {
         Ok(())
     }
 
-    fn write(&mut self, offset: u64, bytes: &[u8], from: usize, to: usize) -> Result<(), Error> {
+    /// Adds `bytes[from..to]` to the run, handing the run to the sink first when the piece
+    /// does not continue it or would make it too long.
+    fn write(&mut self, offset: u64, bytes: &Bytes, from: usize, to: usize) -> Result<(), Error> {
         let at = offset + from as u64;
-        self.sink.write_at(at, &bytes[from..to])?;
-        self.written.insert(at, at + (to - from) as u64);
-        self.progress.add_written((to - from) as u64);
+        let len = to - from;
+        let continues = self.run_offset + self.run_len as u64 == at;
+        let full = self.run_len + len > MAX_RUN || self.run.len() == MAX_PARTS;
+        if !self.run.is_empty() && (!continues || full) {
+            self.flush()?;
+        }
+        if self.run.is_empty() {
+            self.run_offset = at;
+        }
+        self.run.push(bytes.slice(from..to));
+        self.run_len += len;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemorySink;
+
+    fn op(offset: u64, fill: u8, len: usize) -> WriteOp {
+        WriteOp {
+            offset,
+            bytes: Bytes::from(vec![fill; len]),
+        }
+    }
+
+    fn writer() -> (
+        Writer,
+        Arc<std::sync::Mutex<crate::sink::memory::MemoryImage>>,
+    ) {
+        let (sink, image) = MemorySink::new(None);
+        (Writer::new(Box::new(sink), Progress::new()), image)
+    }
+
+    #[test]
+    fn contiguous_pieces_reach_the_sink_as_one_write() {
+        let (mut w, image) = writer();
+        for i in 0..4u64 {
+            w.apply(op(i * 65536, 1 + i as u8, 65536)).expect("apply");
+        }
+        assert_eq!(image.lock().expect("image").writes, 0, "held until flushed");
+        w.flush().expect("flush");
+        let image = image.lock().expect("image");
+        assert_eq!(image.writes, 1);
+        assert_eq!(image.bytes.len(), 4 * 65536);
+        assert!(image.bytes[3 * 65536..].iter().all(|&b| b == 4));
+        assert_eq!(w.written.iter().collect::<Vec<_>>(), vec![(0, 4 * 65536)]);
+    }
+
+    #[test]
+    fn a_zero_granule_or_a_gap_splits_the_run() {
+        let (mut w, image) = writer();
+        let mut bytes = vec![7u8; 3 * HOLE_GRANULE];
+        bytes[HOLE_GRANULE..2 * HOLE_GRANULE].fill(0);
+        w.apply(WriteOp {
+            offset: 0,
+            bytes: Bytes::from(bytes),
+        })
+        .expect("apply");
+        // Not where the last run ended: a new run.
+        w.apply(op(1 << 20, 9, HOLE_GRANULE)).expect("apply");
+        w.flush().expect("flush");
+        assert_eq!(image.lock().expect("image").writes, 3);
+        let g = HOLE_GRANULE as u64;
+        assert_eq!(
+            w.written.iter().collect::<Vec<_>>(),
+            vec![(0, g), (2 * g, 3 * g), (1 << 20, (1 << 20) + g)]
+        );
+    }
+
+    #[test]
+    fn runs_are_cut_at_the_longest_run() {
+        let (mut w, image) = writer();
+        let piece = 1 << 20;
+        for i in 0..(2 * MAX_RUN / piece) as u64 {
+            w.apply(op(i * piece as u64, 3, piece)).expect("apply");
+        }
+        w.flush().expect("flush");
+        assert_eq!(image.lock().expect("image").writes, 2);
+        assert_eq!(image.lock().expect("image").bytes.len(), 2 * MAX_RUN);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ReadAt, Source, read_chunk};
+use super::{BufferPool, ReadAt, Source, chunk_pool, read_chunk};
 use crate::error::Error;
 
 /// A local file (regular file or block device), read sequentially; it also offers `pread`.
@@ -16,6 +16,7 @@ pub struct FileSource {
     path: PathBuf,
     file: Arc<File>,
     len: Option<u64>,
+    buffers: BufferPool,
 }
 
 impl FileSource {
@@ -48,6 +49,7 @@ impl FileSource {
             path: path.to_path_buf(),
             file: Arc::new(file),
             len,
+            buffers: chunk_pool(),
         })
     }
 }
@@ -63,7 +65,7 @@ impl Source for FileSource {
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let mut f: &File = &self.file;
-        read_chunk(&mut f).map_err(Error::Source)
+        read_chunk(&mut f, &self.buffers).map_err(Error::Source)
     }
 
     fn random_access(&self) -> Option<Arc<dyn ReadAt>> {
@@ -72,8 +74,18 @@ impl Source for FileSource {
 }
 
 /// Standard input: length unknown, no random access.
-#[derive(Debug, Default)]
-pub struct StdinSource;
+#[derive(Debug)]
+pub struct StdinSource {
+    buffers: BufferPool,
+}
+
+impl Default for StdinSource {
+    fn default() -> Self {
+        StdinSource {
+            buffers: chunk_pool(),
+        }
+    }
+}
 
 impl Source for StdinSource {
     fn describe(&self) -> String {
@@ -86,6 +98,6 @@ impl Source for StdinSource {
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let mut stdin = std::io::stdin().lock();
-        read_chunk(&mut stdin as &mut dyn Read).map_err(Error::Source)
+        read_chunk(&mut stdin as &mut dyn Read, &self.buffers).map_err(Error::Source)
     }
 }

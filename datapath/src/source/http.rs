@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Response, StatusCode};
 
-use super::{CHUNK, Source};
+use super::{BufferPool, CHUNK, Source, chunk_pool};
 use crate::error::{Error, ErrorKind};
 
 /// How hard to try before giving up on a transient failure.
@@ -96,6 +96,8 @@ pub struct HttpSource {
     validator: Option<Validator>,
     /// Pieces received and not yet handed on.
     pending: std::collections::VecDeque<Bytes>,
+    /// Buffers small pieces are gathered into.
+    buffers: BufferPool,
 }
 
 /// Pieces of the body at least this large are handed on as they are; smaller ones (a TLS
@@ -144,6 +146,7 @@ impl HttpSource {
             total: None,
             validator: None,
             pending: std::collections::VecDeque::new(),
+            buffers: chunk_pool(),
         };
         source.connect(true)?;
         Ok(source)
@@ -374,17 +377,22 @@ impl Source for HttpSource {
     }
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        let mut chunk = BytesMut::new();
+        let mut chunk = self.buffers.buffer();
         loop {
             if let Some(piece) = self.pending.pop_front() {
                 if piece.len() >= PASS_THROUGH {
                     if chunk.is_empty() {
+                        self.buffers.recycle(chunk);
                         return Ok(Some(piece));
                     }
                     self.pending.push_front(piece);
                     break;
                 }
-                chunk.extend_from_slice(&piece);
+                let taken = chunk.extend_from_slice(&piece);
+                if taken < piece.len() {
+                    self.pending.push_front(piece.slice(taken..));
+                    break;
+                }
                 if chunk.len() >= CHUNK {
                     break;
                 }
@@ -422,7 +430,11 @@ impl Source for HttpSource {
             let error = self.http_error(failure, ErrorKind::Network);
             self.resume_after(error)?;
         }
-        Ok((!chunk.is_empty()).then(|| chunk.freeze()))
+        if chunk.is_empty() {
+            self.buffers.recycle(chunk);
+            return Ok(None);
+        }
+        Ok(Some(self.buffers.freeze(chunk)))
     }
 }
 

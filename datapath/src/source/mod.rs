@@ -17,6 +17,16 @@ pub use http::{HttpOptions, HttpSource, RetryPolicy, redact};
 /// Chunk size for sources that read into their own buffers.
 pub const CHUNK: usize = 1 << 20;
 
+/// Free chunk buffers a source keeps for reuse: enough for every chunk the pipeline's queues
+/// hold at once, so in the steady state no buffer is allocated.
+const POOLED_CHUNKS: usize = 32;
+
+pub(crate) use crate::buffer::BufferPool;
+
+fn chunk_pool() -> BufferPool {
+    BufferPool::new(CHUNK, POOLED_CHUNKS)
+}
+
 /// A stream of the image's bytes as transferred.
 pub trait Source: Send {
     /// For messages: a path or URL with credentials removed.
@@ -42,14 +52,17 @@ impl ReadAt for std::fs::File {
     }
 }
 
-/// Reads a chunk of up to [`CHUNK`] bytes from any reader, filling it unless at EOF. The buffer
-/// is not zero-filled first (std reads files into uninitialised capacity).
-pub(crate) fn read_chunk(r: &mut dyn std::io::Read) -> std::io::Result<Option<Bytes>> {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(CHUNK);
-    r.take(CHUNK as u64).read_to_end(&mut buf)?;
+/// Reads a chunk of up to [`CHUNK`] bytes from any reader into a buffer from `pool`, filling
+/// it unless at EOF.
+pub(crate) fn read_chunk(
+    r: &mut dyn std::io::Read,
+    pool: &BufferPool,
+) -> std::io::Result<Option<Bytes>> {
+    let mut buf = pool.buffer();
+    buf.fill_from(r)?;
     if buf.is_empty() {
+        pool.recycle(buf);
         return Ok(None);
     }
-    Ok(Some(Bytes::from(buf)))
+    Ok(Some(pool.freeze(buf)))
 }
