@@ -95,7 +95,7 @@ pub(crate) fn decode(
     report.image_format = Some(format);
     check_choice(cfg, format)?;
     match format {
-        Format::Qcow2 => qcow2::convert(qcow2::Input::Stream(reader), cfg, out, &mut report)?,
+        Format::Qcow2 => qcow2::convert(qcow2::Input::stream(reader), cfg, out, &mut report)?,
         Format::Raw => report.image_size = raw::stream(reader, cfg, out, &report.layers)?,
         other => {
             return Err(Error::UnsupportedFormat {

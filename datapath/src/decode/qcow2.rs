@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use super::layers::read_error;
 use super::stash::{SourceStash, SpillStash};
 use super::{ChannelReader, DecodeConfig, DecodeReport, read_full};
+use crate::buffer::BufferPool;
 use crate::error::Error;
 use crate::sink::writer::WriteOp;
 
@@ -55,15 +56,24 @@ pub(crate) enum Input {
     /// slices of them, without a copy, and the source's random access may stand in for the
     /// stash.
     Chunks(ChannelReader),
-    /// The output of a decompressor.
-    Stream(Box<dyn Read + Send>),
+    /// The output of a decompressor, read into pooled blocks.
+    Stream(Box<dyn Read + Send>, BufferPool),
+}
+
+/// Decompressed blocks kept for reuse: as many as the writer's queue and run can hold.
+const POOLED_BLOCKS: usize = 8;
+
+impl Input {
+    pub(crate) fn stream(reader: Box<dyn Read + Send>) -> Self {
+        Input::Stream(reader, BufferPool::new(BLOCK, POOLED_BLOCKS))
+    }
 }
 
 impl Input {
     fn reader(&mut self) -> &mut dyn Read {
         match self {
             Input::Chunks(r) => r,
-            Input::Stream(r) => r,
+            Input::Stream(r, _) => r,
         }
     }
 
@@ -71,10 +81,14 @@ impl Input {
     fn next_block(&mut self, cs: usize) -> std::io::Result<Option<Bytes>> {
         match self {
             Input::Chunks(r) => r.next_block(cs, BLOCK),
-            Input::Stream(r) => {
-                let mut buf = Vec::with_capacity(BLOCK);
-                r.take(BLOCK as u64).read_to_end(&mut buf)?;
-                Ok((!buf.is_empty()).then(|| Bytes::from(buf)))
+            Input::Stream(r, pool) => {
+                let mut buf = pool.buffer();
+                buf.fill_from(r)?;
+                if buf.is_empty() {
+                    pool.recycle(buf);
+                    return Ok(None);
+                }
+                Ok(Some(pool.freeze(buf)))
             }
         }
     }

@@ -2,18 +2,20 @@
 
 use std::io::Read;
 
-use bytes::Bytes;
 use crossbeam_channel::Sender;
 
 use cdi_formats::Format;
 
+use super::DecodeConfig;
 use super::layers::read_error;
-use super::{DecodeConfig, read_full};
+use crate::buffer::BufferPool;
 use crate::error::Error;
 use crate::sink::HOLE_GRANULE;
 use crate::sink::writer::WriteOp;
 
 const BLOCK: usize = 1 << 20;
+/// Decompressed blocks kept for reuse: enough for the writer's queue and its current run.
+const POOLED_BLOCKS: usize = 24;
 /// Largest write handed on from a chunk as it arrived.
 const MAX_WRITE: usize = 4 << 20;
 
@@ -24,10 +26,13 @@ pub(crate) fn stream(
     out: &Sender<WriteOp>,
     layers: &[Format],
 ) -> Result<u64, Error> {
+    let pool = BufferPool::new(BLOCK, POOLED_BLOCKS);
     let mut offset = 0u64;
     loop {
-        let mut buf = vec![0u8; BLOCK];
-        let n = read_full(&mut input, &mut buf).map_err(|e| read_error(layers, e))?;
+        let mut buf = pool.buffer();
+        buf.fill_from(&mut input)
+            .map_err(|e| read_error(layers, e))?;
+        let n = buf.len();
         if n == 0 {
             return Ok(offset);
         }
@@ -39,10 +44,9 @@ pub(crate) fn stream(
                 capacity,
             });
         }
-        buf.truncate(n);
         out.send(WriteOp {
             offset,
-            bytes: Bytes::from(buf),
+            bytes: pool.freeze(buf),
         })
         .map_err(|_| Error::Cancelled)?;
         offset += n as u64;
