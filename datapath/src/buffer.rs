@@ -118,6 +118,18 @@ impl BufferPool {
         }
     }
 
+    /// One buffer filled from `r` (full unless `r` ends), shared as `Bytes`; `None` when `r`
+    /// had nothing left.
+    pub fn read_from(&self, r: &mut dyn std::io::Read) -> std::io::Result<Option<Bytes>> {
+        let mut buf = self.buffer();
+        buf.fill_from(r)?;
+        if buf.is_empty() {
+            self.recycle(buf);
+            return Ok(None);
+        }
+        Ok(Some(self.freeze(buf)))
+    }
+
     /// Gives a buffer back directly (one that was never shared).
     pub fn recycle(&self, buf: AlignedBuf) {
         let _ = self.give.try_send(buf);

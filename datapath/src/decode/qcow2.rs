@@ -81,15 +81,7 @@ impl Input {
     fn next_block(&mut self, cs: usize) -> std::io::Result<Option<Bytes>> {
         match self {
             Input::Chunks(r) => r.next_block(cs, BLOCK),
-            Input::Stream(r, pool) => {
-                let mut buf = pool.buffer();
-                buf.fill_from(r)?;
-                if buf.is_empty() {
-                    pool.recycle(buf);
-                    return Ok(None);
-                }
-                Ok(Some(pool.freeze(buf)))
-            }
+            Input::Stream(r, pool) => pool.read_from(r),
         }
     }
 }

@@ -29,13 +29,13 @@ pub(crate) fn stream(
     let pool = BufferPool::new(BLOCK, POOLED_BLOCKS);
     let mut offset = 0u64;
     loop {
-        let mut buf = pool.buffer();
-        buf.fill_from(&mut input)
-            .map_err(|e| read_error(layers, e))?;
-        let n = buf.len();
-        if n == 0 {
+        let Some(bytes) = pool
+            .read_from(&mut input)
+            .map_err(|e| read_error(layers, e))?
+        else {
             return Ok(offset);
-        }
+        };
+        let n = bytes.len();
         if let Some(capacity) = cfg.capacity
             && offset + n as u64 > capacity
         {
@@ -44,11 +44,8 @@ pub(crate) fn stream(
                 capacity,
             });
         }
-        out.send(WriteOp {
-            offset,
-            bytes: pool.freeze(buf),
-        })
-        .map_err(|_| Error::Cancelled)?;
+        out.send(WriteOp { offset, bytes })
+            .map_err(|_| Error::Cancelled)?;
         offset += n as u64;
     }
 }

@@ -1,13 +1,12 @@
 //! Local files and standard input.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{BufferPool, ReadAt, Source, chunk_pool, read_chunk};
+use super::{BufferPool, ReadAt, Source, chunk_pool};
 use crate::error::Error;
 
 /// A local file (regular file or block device), read sequentially; it also offers `pread`.
@@ -65,7 +64,7 @@ impl Source for FileSource {
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let mut f: &File = &self.file;
-        read_chunk(&mut f, &self.buffers).map_err(Error::Source)
+        self.buffers.read_from(&mut f).map_err(Error::Source)
     }
 
     fn random_access(&self) -> Option<Arc<dyn ReadAt>> {
@@ -98,6 +97,6 @@ impl Source for StdinSource {
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let mut stdin = std::io::stdin().lock();
-        read_chunk(&mut stdin as &mut dyn Read, &self.buffers).map_err(Error::Source)
+        self.buffers.read_from(&mut stdin).map_err(Error::Source)
     }
 }

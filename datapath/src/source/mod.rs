@@ -51,18 +51,3 @@ impl ReadAt for std::fs::File {
         std::os::unix::fs::FileExt::read_at(self, buf, offset)
     }
 }
-
-/// Reads a chunk of up to [`CHUNK`] bytes from any reader into a buffer from `pool`, filling
-/// it unless at EOF.
-pub(crate) fn read_chunk(
-    r: &mut dyn std::io::Read,
-    pool: &BufferPool,
-) -> std::io::Result<Option<Bytes>> {
-    let mut buf = pool.buffer();
-    buf.fill_from(r)?;
-    if buf.is_empty() {
-        pool.recycle(buf);
-        return Ok(None);
-    }
-    Ok(Some(pool.freeze(buf)))
-}
