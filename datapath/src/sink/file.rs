@@ -122,8 +122,10 @@ impl Sink for FileSink {
                 Err(e) => return Err(Error::target("preallocating", &self.partial, e.into())),
             }
         }
+        let syncing = std::time::Instant::now();
         file.sync_all()
             .map_err(|e| Error::target("syncing", &self.partial, e))?;
+        tracing::debug!(seconds = syncing.elapsed().as_secs_f64(), "Target synced.");
         std::fs::rename(&self.partial, &self.dest)
             .map_err(|e| Error::target("renaming into place", &self.dest, e))?;
         if let Some(dir) = self.dest.parent() {
