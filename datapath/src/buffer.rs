@@ -3,8 +3,9 @@
 //! pool when the last `Bytes` view of it is dropped, so the few MiB in flight stay in the CPU
 //! caches instead of fresh pages being faulted in and zeroed for every chunk.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, bounded};
 
 /// Alignment of every buffer's start: a page, which satisfies direct I/O on every device with
 /// logical blocks up to 4 KiB.
@@ -89,32 +90,54 @@ impl AlignedBuf {
     }
 }
 
-/// Free buffers of one capacity, at most `keep` of them held while idle.
+/// Free buffers of one capacity, at most `keep` of them held while idle. Reuse is last in,
+/// first out: the buffer given out is the one most recently returned, the likeliest to still
+/// be in the CPU caches (a first-in-first-out pool measured 7% more CPU on a zstd import).
 #[derive(Debug, Clone)]
 pub(crate) struct BufferPool {
     capacity: usize,
-    give: Sender<AlignedBuf>,
-    take: Receiver<AlignedBuf>,
+    free: Arc<Free>,
+}
+
+#[derive(Debug)]
+struct Free {
+    keep: usize,
+    buffers: Mutex<Vec<AlignedBuf>>,
+}
+
+impl Free {
+    fn put(&self, buf: AlignedBuf) {
+        if let Ok(mut buffers) = self.buffers.lock()
+            && buffers.len() < self.keep
+        {
+            buffers.push(buf);
+        }
+    }
+
+    fn take(&self) -> Option<AlignedBuf> {
+        self.buffers.lock().ok()?.pop()
+    }
 }
 
 impl BufferPool {
     pub fn new(capacity: usize, keep: usize) -> Self {
-        let (give, take) = bounded(keep);
         BufferPool {
             capacity,
-            give,
-            take,
+            free: Arc::new(Free {
+                keep,
+                buffers: Mutex::new(Vec::with_capacity(keep)),
+            }),
         }
     }
 
     /// An empty buffer: a recycled one when there is one.
     pub fn buffer(&self) -> AlignedBuf {
-        match self.take.try_recv() {
-            Ok(mut buf) => {
+        match self.free.take() {
+            Some(mut buf) => {
                 buf.clear();
                 buf
             }
-            Err(_) => AlignedBuf::new(self.capacity),
+            None => AlignedBuf::new(self.capacity),
         }
     }
 
@@ -132,7 +155,7 @@ impl BufferPool {
 
     /// Gives a buffer back directly (one that was never shared).
     pub fn recycle(&self, buf: AlignedBuf) {
-        let _ = self.give.try_send(buf);
+        self.free.put(buf);
     }
 
     /// Shares `buf` as `Bytes`; the buffer comes back to this pool when every view of it is
@@ -140,7 +163,7 @@ impl BufferPool {
     pub fn freeze(&self, buf: AlignedBuf) -> Bytes {
         Bytes::from_owner(Recycled {
             buf: Some(buf),
-            home: self.give.clone(),
+            home: Arc::clone(&self.free),
         })
     }
 }
@@ -148,7 +171,7 @@ impl BufferPool {
 /// The owner behind a pooled `Bytes`; `buf` is only `None` while being dropped.
 struct Recycled {
     buf: Option<AlignedBuf>,
-    home: Sender<AlignedBuf>,
+    home: Arc<Free>,
 }
 
 impl AsRef<[u8]> for Recycled {
@@ -160,8 +183,15 @@ impl AsRef<[u8]> for Recycled {
 impl Drop for Recycled {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
-            let _ = self.home.try_send(buf);
+            self.home.put(buf);
         }
+    }
+}
+
+#[cfg(test)]
+impl BufferPool {
+    fn idle(&self) -> usize {
+        self.free.buffers.lock().map_or(0, |b| b.len())
     }
 }
 
@@ -207,7 +237,7 @@ mod tests {
         let part = whole.slice(6..);
         drop(whole);
         // A view is still alive: nothing has come back yet.
-        assert_eq!(pool.take.len(), 0);
+        assert_eq!(pool.idle(), 0);
         assert_eq!(&part[..], b"world");
         drop(part);
         let mut again = pool.buffer();
@@ -223,6 +253,17 @@ mod tests {
         let b = pool.freeze(pool.buffer());
         drop(a);
         drop(b);
-        assert_eq!(pool.take.len(), 1);
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[test]
+    fn the_buffer_returned_last_is_given_out_first() {
+        let pool = BufferPool::new(16, 4);
+        let (mut a, mut b) = (pool.buffer(), pool.buffer());
+        let (a_at, b_at) = (a.spare().as_ptr(), b.spare().as_ptr());
+        pool.recycle(a);
+        pool.recycle(b);
+        assert_eq!(pool.buffer().spare().as_ptr(), b_at);
+        assert_eq!(pool.buffer().spare().as_ptr(), a_at);
     }
 }

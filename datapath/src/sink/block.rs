@@ -111,6 +111,15 @@ impl Sink for BlockSink {
         Ok(())
     }
 
+    fn preferred_run(&self) -> usize {
+        // Direct writes want large requests.
+        if self.direct.is_some() {
+            super::writer::MAX_RUN
+        } else {
+            0
+        }
+    }
+
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
         direct::finish(&mut self.direct, &self.path)?;
         self.writeback.stop();

@@ -100,6 +100,15 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    fn preferred_run(&self) -> usize {
+        // Direct writes want large requests.
+        if self.direct.is_some() {
+            super::writer::MAX_RUN
+        } else {
+            0
+        }
+    }
+
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
         direct::finish(&mut self.direct, &self.partial)?;
         self.writeback.stop();

@@ -23,6 +23,7 @@ pub struct MemorySink {
     capacity: Option<u64>,
     fail_after: Option<u64>,
     written: u64,
+    run: usize,
 }
 
 impl MemorySink {
@@ -34,9 +35,16 @@ impl MemorySink {
                 capacity,
                 fail_after: None,
                 written: 0,
+                run: 0,
             },
             image,
         )
+    }
+
+    /// Asks the writer for runs of `bytes` contiguous bytes, as a direct-I/O sink does.
+    pub fn gathering(mut self, bytes: usize) -> Self {
+        self.run = bytes;
+        self
     }
 
     /// Fails with ENOSPC once more than `bytes` have been written.
@@ -57,6 +65,10 @@ impl Sink for MemorySink {
 
     fn capacity(&self) -> Option<u64> {
         self.capacity
+    }
+
+    fn preferred_run(&self) -> usize {
+        self.run
     }
 
     fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {

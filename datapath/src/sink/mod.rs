@@ -67,6 +67,12 @@ pub trait Sink: Send {
     /// may still be in flight when this returns; its failure then shows at a later write or at
     /// [`Sink::commit`].
     fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error>;
+    /// How many contiguous bytes (at most 4 MiB) the sink would like in one
+    /// [`Sink::write_at`]. 0, the default, hands on every piece at once: page-cache writes gain
+    /// nothing from waiting, and the buffers go back to their pool while still in the caches.
+    fn preferred_run(&self) -> usize {
+        0
+    }
     /// After the last write: make every byte of `[0, image_size)` not in `written` read as
     /// zero, size, sync, and make the image visible. Nothing may look complete before this.
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error>;

@@ -19,8 +19,8 @@ pub(crate) struct WriteOp {
     pub bytes: Bytes,
 }
 
-/// Longest run handed to the sink at once: a direct write of it is one large request, and it
-/// holds on to only a few chunk buffers.
+/// Longest run a sink may ask for ([`Sink::preferred_run`]): a direct write of it is one large
+/// request, and it holds on to only a few chunk buffers.
 pub(crate) const MAX_RUN: usize = 4 << 20;
 
 pub(crate) struct Writer {
@@ -32,11 +32,14 @@ pub(crate) struct Writer {
     run: Vec<Bytes>,
     run_offset: u64,
     run_len: usize,
+    /// Bytes gathered before a run is handed on (0: every piece at once).
+    preferred_run: usize,
 }
 
 impl Writer {
     pub fn new(sink: Box<dyn Sink>, progress: Arc<Progress>) -> Self {
         let capacity = sink.capacity();
+        let preferred_run = sink.preferred_run().min(MAX_RUN);
         Writer {
             sink,
             written: RangeSet::new(),
@@ -45,6 +48,7 @@ impl Writer {
             run: Vec::new(),
             run_offset: 0,
             run_len: 0,
+            preferred_run,
         }
     }
 
@@ -104,12 +108,13 @@ impl Writer {
     }
 
     /// Adds `bytes[from..to]` to the run, handing the run to the sink first when the piece
-    /// does not continue it or would make it too long.
+    /// does not continue it or would make it too long, and after it once the run is as long as
+    /// the sink likes.
     fn write(&mut self, offset: u64, bytes: &Bytes, from: usize, to: usize) -> Result<(), Error> {
         let at = offset + from as u64;
         let len = to - from;
         let continues = self.run_offset + self.run_len as u64 == at;
-        let full = self.run_len + len > MAX_RUN || self.run.len() == MAX_PARTS;
+        let full = self.run_len + len > self.preferred_run || self.run.len() == MAX_PARTS;
         if !self.run.is_empty() && (!continues || full) {
             self.flush()?;
         }
@@ -118,6 +123,9 @@ impl Writer {
         }
         self.run.push(bytes.slice(from..to));
         self.run_len += len;
+        if self.run_len >= self.preferred_run {
+            self.flush()?;
+        }
         Ok(())
     }
 }
@@ -134,17 +142,32 @@ mod tests {
         }
     }
 
-    fn writer() -> (
+    fn writer(
+        run: usize,
+    ) -> (
         Writer,
         Arc<std::sync::Mutex<crate::sink::memory::MemoryImage>>,
     ) {
         let (sink, image) = MemorySink::new(None);
+        let sink = sink.gathering(run);
         (Writer::new(Box::new(sink), Progress::new()), image)
     }
 
     #[test]
+    fn pieces_go_to_a_sink_that_wants_no_runs_at_once() {
+        let (mut w, image) = writer(0);
+        for i in 0..4u64 {
+            w.apply(op(i * 65536, 1, 65536)).expect("apply");
+            assert_eq!(image.lock().expect("image").writes, i as usize + 1);
+        }
+        w.flush().expect("flush");
+        assert_eq!(image.lock().expect("image").writes, 4);
+        assert_eq!(w.written.iter().collect::<Vec<_>>(), vec![(0, 4 * 65536)]);
+    }
+
+    #[test]
     fn contiguous_pieces_reach_the_sink_as_one_write() {
-        let (mut w, image) = writer();
+        let (mut w, image) = writer(MAX_RUN);
         for i in 0..4u64 {
             w.apply(op(i * 65536, 1 + i as u8, 65536)).expect("apply");
         }
@@ -159,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_zero_granule_or_a_gap_splits_the_run() {
-        let (mut w, image) = writer();
+        let (mut w, image) = writer(MAX_RUN);
         let mut bytes = vec![7u8; 3 * HOLE_GRANULE];
         bytes[HOLE_GRANULE..2 * HOLE_GRANULE].fill(0);
         w.apply(WriteOp {
@@ -179,12 +202,14 @@ mod tests {
     }
 
     #[test]
-    fn runs_are_cut_at_the_longest_run() {
-        let (mut w, image) = writer();
+    fn runs_are_cut_at_the_preferred_length() {
+        let (mut w, image) = writer(MAX_RUN);
         let piece = 1 << 20;
         for i in 0..(2 * MAX_RUN / piece) as u64 {
             w.apply(op(i * piece as u64, 3, piece)).expect("apply");
         }
+        // Both runs were handed on as soon as they were long enough.
+        assert_eq!(image.lock().expect("image").writes, 2);
         w.flush().expect("flush");
         assert_eq!(image.lock().expect("image").writes, 2);
         assert_eq!(image.lock().expect("image").bytes.len(), 2 * MAX_RUN);
