@@ -1,6 +1,6 @@
-//! The stage in front of every sink: checks bounds, skips all-zero granules, coalesces the rest
-//! into as few writes as possible (contiguous pieces, even from different chunks, become one
-//! run), and records what was written.
+//! The stage in front of every sink: checks bounds, skips all-zero granules, hands the rest on
+//! (joined into runs of contiguous pieces, even from different chunks, for sinks that ask for
+//! them), and records what was written.
 
 use std::sync::Arc;
 
