@@ -407,4 +407,40 @@ mod tests {
         assert!(back[4 * ALIGN..8 * ALIGN].iter().all(|&b| b == 0));
         assert_eq!(&back[8 * ALIGN..], &unaligned[..]);
     }
+
+    #[test]
+    fn a_refused_direct_write_lands_through_the_page_cache_and_turns_direct_io_off() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.img");
+        let buffered = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        let Ok(direct) = OpenOptions::new()
+            .write(true)
+            .custom_flags(OFlags::DIRECT.bits() as i32)
+            .open(&path)
+        else {
+            return; // no direct I/O here: nothing to refuse
+        };
+        // Memory one byte off a page: refused (EINVAL) wherever direct I/O needs any memory
+        // alignment, which statx tells on Linux 6.1 and later.
+        let needs_alignment = statx(&direct, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN)
+            .is_ok_and(|st| {
+                st.stx_mask & StatxFlags::DIOALIGN.bits() != 0 && st.stx_dio_mem_align > 1
+            });
+        let data = pattern(ALIGN + 1, 3);
+        let misaligned = &data[1..];
+        let shared = Shared::default();
+        write_direct(&direct, &buffered, &shared, misaligned, 0).expect("written anyway");
+        if needs_alignment {
+            assert!(shared.refused.load(Ordering::Relaxed));
+        }
+        let mut back = vec![0u8; ALIGN];
+        buffered.read_exact_at(&mut back, 0).expect("read back");
+        assert_eq!(back, misaligned);
+    }
 }
