@@ -5,9 +5,9 @@
 //! per-page bookkeeping of buffered writes is skipped: 12% less CPU on the benchmark's plain
 //! qcow2 (little on compressed images, whose clusters go through a bounce buffer). The price
 //! is that each write waits for the storage: on the benchmark VM's disk the imports took
-//! 15-20% longer. Hence opt-in. Unaligned edges and small runs still
-//! go through the page cache (the sink decides); a target without direct I/O (tmpfs on older
-//! kernels, some FUSE filesystems) keeps everything buffered.
+//! 15-20% longer. Hence opt-in. Unaligned edges and small runs still go through the page
+//! cache (the sink decides); a target without direct I/O (tmpfs on older kernels, some FUSE
+//! filesystems) keeps everything buffered.
 
 use std::fs::{File, OpenOptions};
 use std::io::IoSlice;
@@ -219,8 +219,13 @@ impl DirectWriter {
         if self.threads.is_empty() {
             return self.failed();
         }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        let panicked = self
+            .threads
+            .drain(..)
+            .fold(false, |panicked, t| t.join().is_err() || panicked);
+        if panicked {
+            // Whatever that thread held was not written: the import must not look complete.
+            return Err(std::io::Error::other("a direct writer thread panicked"));
         }
         tracing::debug!(
             pieces = self.shared.pieces.load(Ordering::Relaxed),
