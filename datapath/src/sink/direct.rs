@@ -219,10 +219,11 @@ impl DirectWriter {
         if self.threads.is_empty() {
             return self.failed();
         }
-        let panicked = self
-            .threads
-            .drain(..)
-            .fold(false, |panicked, t| t.join().is_err() || panicked);
+        // Every thread is joined, even after one that panicked.
+        let mut panicked = false;
+        for t in self.threads.drain(..) {
+            panicked |= t.join().is_err();
+        }
         if panicked {
             // Whatever that thread held was not written: the import must not look complete.
             return Err(std::io::Error::other("a direct writer thread panicked"));
