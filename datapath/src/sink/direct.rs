@@ -374,12 +374,8 @@ mod tests {
         assert_eq!(split_aligned(a, 0), (0, 0, 0));
     }
 
-    fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
-    }
-
-    #[test]
-    fn aligned_and_unaligned_buffers_land_where_they_belong() {
+    /// An empty file in a temporary directory (kept while the `TempDir` lives).
+    fn scratch_file() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("t.img");
         let file = OpenOptions::new()
@@ -389,6 +385,16 @@ mod tests {
             .truncate(true)
             .open(&path)
             .expect("create");
+        (dir, path, file)
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+    }
+
+    #[test]
+    fn aligned_and_unaligned_buffers_land_where_they_belong() {
+        let (_dir, path, file) = scratch_file();
         // Whatever the filesystem under the temp dir, the bytes must come out right; where it
         // has no direct I/O, there is nothing to test here.
         let Some(mut direct) = DirectWriter::open(&path, &file, true) else {
@@ -417,15 +423,7 @@ mod tests {
 
     #[test]
     fn a_refused_direct_write_lands_through_the_page_cache_and_turns_direct_io_off() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("t.img");
-        let buffered = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("create");
+        let (_dir, path, buffered) = scratch_file();
         let Ok(direct) = OpenOptions::new()
             .write(true)
             .custom_flags(OFlags::DIRECT.bits() as i32)
