@@ -5,7 +5,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use rustix::fs::{FallocateFlags, fallocate};
 use super::direct::{self, DirectWriter};
 use super::file::write_zeros;
 use super::writeback::Writeback;
-use super::{RangeSet, Sink, SinkReport, TargetOptions, ZeroMode};
+use super::{RangeSet, Sink, SinkReport, TargetOptions, ZeroMode, write_run_at};
 use crate::error::Error;
 
 /// Bytes zeroed at the start of a device after a failed import.
@@ -59,14 +58,9 @@ impl BlockSink {
     }
 
     fn write_buffered(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
-        let mut at = offset;
-        for data in run {
-            self.file
-                .write_all_at(data, at)
-                .map_err(|e| Error::target("writing", &self.path, e))?;
-            self.writeback.wrote(data.len());
-            at += data.len() as u64;
-        }
+        write_run_at(&self.file, offset, run)
+            .map_err(|e| Error::target("writing", &self.path, e))?;
+        self.writeback.wrote(run.iter().map(Bytes::len).sum());
         Ok(())
     }
 
@@ -112,11 +106,11 @@ impl Sink for BlockSink {
     }
 
     fn preferred_run(&self) -> usize {
-        // Direct writes want large requests.
+        // Direct writes want large requests; page-cache writes, a chunk's worth per call.
         if self.direct.is_some() {
             super::writer::MAX_RUN
         } else {
-            0
+            super::writer::BUFFERED_RUN
         }
     }
 

@@ -12,7 +12,7 @@ use rustix::fs::{FallocateFlags, fallocate};
 
 use super::direct::{self, DirectWriter};
 use super::writeback::Writeback;
-use super::{RangeSet, Sink, SinkReport, TargetOptions};
+use super::{RangeSet, Sink, SinkReport, TargetOptions, write_run_at};
 use crate::error::Error;
 
 #[derive(Debug)]
@@ -66,14 +66,9 @@ impl FileSink {
     }
 
     fn write_buffered(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
-        let mut at = offset;
-        for data in run {
-            let file = self.file()?;
-            file.write_all_at(data, at)
-                .map_err(|e| Error::target("writing", &self.partial, e))?;
-            self.writeback.wrote(data.len());
-            at += data.len() as u64;
-        }
+        write_run_at(self.file()?, offset, run)
+            .map_err(|e| Error::target("writing", &self.partial, e))?;
+        self.writeback.wrote(run.iter().map(Bytes::len).sum());
         Ok(())
     }
 }
@@ -101,11 +96,11 @@ impl Sink for FileSink {
     }
 
     fn preferred_run(&self) -> usize {
-        // Direct writes want large requests.
+        // Direct writes want large requests; page-cache writes, a chunk's worth per call.
         if self.direct.is_some() {
             super::writer::MAX_RUN
         } else {
-            0
+            super::writer::BUFFERED_RUN
         }
     }
 

@@ -23,6 +23,11 @@ pub(crate) struct WriteOp {
 /// request, and it holds on to only a few chunk buffers.
 pub(crate) const MAX_RUN: usize = 4 << 20;
 
+/// Run length for page-cache writes: one `pwritev` per source chunk's worth (measured 3%
+/// faster than a call per piece on the qcow2 corpus file), short enough that the buffers go
+/// back to their pool while still in the caches (4 MiB runs cost a zstd import 7% more CPU).
+pub(crate) const BUFFERED_RUN: usize = 1 << 20;
+
 pub(crate) struct Writer {
     pub sink: Box<dyn Sink>,
     pub written: RangeSet,
