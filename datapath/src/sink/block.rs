@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rustix::fs::{FallocateFlags, fallocate};
 
-use super::direct::{self, DirectWriter};
 use super::file::write_zeros;
-use super::writeback::Writeback;
-use super::{RangeSet, Sink, SinkReport, TargetOptions, ZeroMode, write_run_at};
+use super::target::TargetWriter;
+use super::{RangeSet, Sink, SinkReport, TargetOptions, ZeroMode};
 use crate::error::Error;
 
 /// Bytes zeroed at the start of a device after a failed import.
@@ -23,11 +22,10 @@ const WIPE_ON_FAILURE: u64 = 1 << 20;
 pub struct BlockSink {
     path: PathBuf,
     file: File,
-    writeback: Writeback,
+    target: TargetWriter,
     size: u64,
     options: TargetOptions,
     touched: bool,
-    direct: Option<DirectWriter>,
 }
 
 impl BlockSink {
@@ -40,28 +38,16 @@ impl BlockSink {
         let size = file
             .seek(SeekFrom::End(0))
             .map_err(|e| Error::target("sizing", path, e))?;
-        let direct = if options.direct_io {
-            // A device has nothing to allocate.
-            DirectWriter::open(path, &file, false)
-        } else {
-            None
-        };
+        // A device has nothing to allocate.
+        let target = TargetWriter::new(&file, path, options.direct_io, false)?;
         Ok(BlockSink {
             path: path.to_path_buf(),
-            direct,
-            writeback: Writeback::start(&file),
+            target,
             file,
             size,
             options,
             touched: false,
         })
-    }
-
-    fn write_buffered(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
-        write_run_at(&self.file, offset, run)
-            .map_err(|e| Error::target("writing", &self.path, e))?;
-        self.writeback.wrote(run.iter().map(Bytes::len).sum());
-        Ok(())
     }
 
     fn zero(&self, from: u64, to: u64, mode: ZeroMode) -> std::io::Result<()> {
@@ -93,30 +79,15 @@ impl Sink for BlockSink {
 
     fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
         self.touched = true;
-        let Some(direct) = self.direct.as_mut() else {
-            return self.write_buffered(offset, run);
-        };
-        let buffered = direct
-            .submit_aligned(offset, run)
-            .map_err(|e| Error::target("writing", &self.path, e))?;
-        for (at, run) in buffered {
-            self.write_buffered(at, &run)?;
-        }
-        Ok(())
+        self.target.write(offset, run)
     }
 
     fn preferred_run(&self) -> usize {
-        // Direct writes want large requests; page-cache writes, a chunk's worth per call.
-        if self.direct.is_some() {
-            super::writer::MAX_RUN
-        } else {
-            super::writer::BUFFERED_RUN
-        }
+        self.target.preferred_run()
     }
 
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
-        direct::finish(&mut self.direct, &self.path)?;
-        self.writeback.stop();
+        self.target.finish()?;
         let mode = if self.options.preallocate {
             ZeroMode::Write
         } else {
@@ -143,8 +114,7 @@ impl Sink for BlockSink {
 
     fn abort(&mut self) -> String {
         // Writes still in flight must land before the start of the device is wiped.
-        let _ = direct::finish(&mut self.direct, &self.path);
-        self.writeback.stop();
+        let _ = self.target.finish();
         if !self.touched {
             return format!("{} was not modified", self.path.display());
         }

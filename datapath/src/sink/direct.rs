@@ -22,7 +22,6 @@ use crossbeam_channel::{Sender, bounded};
 use rustix::fs::{AtFlags, FallocateFlags, OFlags, StatxFlags, fallocate, statx};
 
 use crate::buffer::{ALIGN, AlignedBuf};
-use crate::error::Error;
 
 /// Writes in flight at once: enough to keep a virtio or network disk busy while one request
 /// waits for its completion, few enough that the threads cost nothing on 2 cores.
@@ -255,17 +254,6 @@ impl DirectWriter {
             }
             None => Ok(()),
         }
-    }
-}
-
-/// Ends a sink's direct writes, if it has any, waiting for those in flight; their first
-/// failure, if any, as a write error on `target`.
-pub(crate) fn finish(direct: &mut Option<DirectWriter>, target: &Path) -> Result<(), Error> {
-    match direct.take() {
-        Some(mut direct) => direct
-            .finish()
-            .map_err(|e| Error::target("writing", target, e)),
-        None => Ok(()),
     }
 }
 

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rustix::fs::{FallocateFlags, fallocate};
 
-use super::direct::{self, DirectWriter};
-use super::writeback::Writeback;
-use super::{RangeSet, Sink, SinkReport, TargetOptions, write_run_at};
+use super::target::TargetWriter;
+use super::{RangeSet, Sink, SinkReport, TargetOptions};
 use crate::error::Error;
 
 #[derive(Debug)]
@@ -21,8 +20,7 @@ pub struct FileSink {
     partial: PathBuf,
     file: Option<File>,
     options: TargetOptions,
-    writeback: Writeback,
-    direct: Option<DirectWriter>,
+    target: TargetWriter,
 }
 
 /// The hidden name a file target is written under until it is complete.
@@ -45,31 +43,24 @@ impl FileSink {
             .truncate(true)
             .open(&partial)
             .map_err(|e| Error::target("creating", &partial, e))?;
-        let direct = if options.direct_io {
-            DirectWriter::open(&partial, &file, true)
-        } else {
-            None
+        let target = match TargetWriter::new(&file, &partial, options.direct_io, true) {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
         };
-        tracing::debug!(direct = direct.is_some(), target = %partial.display(), "Target opened.");
         Ok(FileSink {
             dest: dest.to_path_buf(),
             partial,
-            writeback: Writeback::start(&file),
             file: Some(file),
             options,
-            direct,
+            target,
         })
     }
 
     fn file(&self) -> Result<&File, Error> {
         self.file.as_ref().ok_or(Error::Cancelled)
-    }
-
-    fn write_buffered(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
-        write_run_at(self.file()?, offset, run)
-            .map_err(|e| Error::target("writing", &self.partial, e))?;
-        self.writeback.wrote(run.iter().map(Bytes::len).sum());
-        Ok(())
     }
 }
 
@@ -83,30 +74,15 @@ impl Sink for FileSink {
     }
 
     fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {
-        let Some(direct) = self.direct.as_mut() else {
-            return self.write_buffered(offset, run);
-        };
-        let buffered = direct
-            .submit_aligned(offset, run)
-            .map_err(|e| Error::target("writing", &self.partial, e))?;
-        for (at, run) in buffered {
-            self.write_buffered(at, &run)?;
-        }
-        Ok(())
+        self.target.write(offset, run)
     }
 
     fn preferred_run(&self) -> usize {
-        // Direct writes want large requests; page-cache writes, a chunk's worth per call.
-        if self.direct.is_some() {
-            super::writer::MAX_RUN
-        } else {
-            super::writer::BUFFERED_RUN
-        }
+        self.target.preferred_run()
     }
 
     fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
-        direct::finish(&mut self.direct, &self.partial)?;
-        self.writeback.stop();
+        self.target.finish()?;
         let file = self.file()?;
         let final_size = image_size.max(self.options.requested_size.unwrap_or(0));
         file.set_len(final_size)
@@ -152,8 +128,7 @@ impl Sink for FileSink {
 
     fn abort(&mut self) -> String {
         // Writes still in flight must land before the file is removed.
-        let _ = direct::finish(&mut self.direct, &self.partial);
-        self.writeback.stop();
+        let _ = self.target.finish();
         self.file = None;
         match std::fs::remove_file(&self.partial) {
             Ok(()) => format!("removed the partial file {}", self.partial.display()),

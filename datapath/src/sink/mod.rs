@@ -7,6 +7,7 @@ mod direct;
 mod file;
 pub mod memory;
 mod ranges;
+mod target;
 mod writeback;
 pub(crate) mod writer;
 
