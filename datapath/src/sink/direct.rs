@@ -5,7 +5,7 @@
 //! per-page bookkeeping of buffered writes is skipped: 12% less CPU on the benchmark's plain
 //! qcow2 (little on compressed images, whose clusters go through a bounce buffer). The price
 //! is that each write waits for the storage: on the benchmark VM's disk the imports took
-//! 15-20% longer. Hence opt-in. Unaligned edges and small runs still go through the page
+//! 16-21% longer. Hence opt-in. Unaligned edges and small runs still go through the page
 //! cache (the sink decides); a target without direct I/O (tmpfs on older kernels, some FUSE
 //! filesystems) keeps everything buffered.
 
