@@ -2,8 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use cdi_datapath::sink::open_target;
@@ -24,17 +23,15 @@ pub fn run_import(req: ImportRequest) -> ExitCode {
         Err(e) => return fail(&e, "nothing was written"),
     };
     let progress = Progress::new();
-    let done = Arc::new(AtomicBool::new(false));
     let mode = match req.progress {
         ProgressArg::Auto if std::io::stderr().is_terminal() => ProgressArg::Bar,
         ProgressArg::Auto => ProgressArg::Lines,
         other => other,
     };
-    let display = spawn_display(mode, Arc::clone(&progress), Arc::clone(&done));
+    let display = Display::spawn(mode, Arc::clone(&progress));
     let result = import(source, sink, &req.spec, &progress);
-    done.store(true, Ordering::Relaxed);
     if let Some(d) = display {
-        let _ = d.join();
+        d.finish();
     }
     match result {
         Ok(report) => {
@@ -109,19 +106,46 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn spawn_display(
-    mode: ProgressArg,
-    progress: Arc<Progress>,
-    done: Arc<AtomicBool>,
-) -> Option<std::thread::JoinHandle<()>> {
-    match mode {
-        ProgressArg::None | ProgressArg::Auto => None,
-        ProgressArg::Bar => Some(std::thread::spawn(move || bar(&progress, &done))),
-        ProgressArg::Lines => Some(std::thread::spawn(move || lines(&progress, &done))),
+/// How often the display refreshes.
+const TICK: Duration = Duration::from_millis(100);
+/// How often plain progress lines are printed when stderr is not a terminal.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+/// The progress display's thread. It stops as soon as the import ends, not at its next tick:
+/// a sleeping display once added up to 100 ms to every import.
+struct Display {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Display {
+    fn spawn(mode: ProgressArg, progress: Arc<Progress>) -> Option<Display> {
+        let (stop, stopped) = mpsc::channel();
+        let thread = match mode {
+            ProgressArg::None | ProgressArg::Auto => return None,
+            ProgressArg::Bar => std::thread::spawn(move || bar(&progress, &stopped)),
+            ProgressArg::Lines => {
+                std::thread::spawn(move || lines(&progress, &stopped, TICK, LINE_EVERY))
+            }
+        };
+        Some(Display { stop, thread })
+    }
+
+    fn finish(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
     }
 }
 
-fn bar(progress: &Progress, done: &AtomicBool) {
+/// Waits one tick; false once the display is told to stop.
+fn next_tick(stopped: &mpsc::Receiver<()>, tick: Duration) -> bool {
+    matches!(
+        stopped.recv_timeout(tick),
+        Err(mpsc::RecvTimeoutError::Timeout)
+    )
+}
+
+fn bar(progress: &Progress, stopped: &mpsc::Receiver<()>) {
     let pb = ProgressBar::new(0);
     let style = ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} read, {msg} ({binary_bytes_per_sec})",
@@ -129,7 +153,7 @@ fn bar(progress: &Progress, done: &AtomicBool) {
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
     pb.set_style(style);
-    while !done.load(Ordering::Relaxed) {
+    loop {
         let s = progress.snapshot();
         if let Some(t) = s.source_total {
             pb.set_length(t);
@@ -140,16 +164,17 @@ fn bar(progress: &Progress, done: &AtomicBool) {
             bytes(s.written),
             bytes(s.holes)
         ));
-        std::thread::sleep(Duration::from_millis(100));
+        if !next_tick(stopped, TICK) {
+            break;
+        }
     }
     pb.finish_and_clear();
 }
 
-fn lines(progress: &Progress, done: &AtomicBool) {
+fn lines(progress: &Progress, stopped: &mpsc::Receiver<()>, tick: Duration, every: Duration) {
     let mut last = Instant::now();
-    while !done.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() >= Duration::from_secs(5) {
+    while next_tick(stopped, tick) {
+        if last.elapsed() >= every {
             last = Instant::now();
             eprintln!("cdictl: {}", line(&progress.snapshot()));
         }
@@ -167,4 +192,28 @@ fn line(s: &ProgressSnapshot) -> String {
         bytes(s.written),
         bytes(s.holes)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The display must stop when told, not at its next tick: a display that slept out its
+    /// tick after the import ended made every import up to one tick slower.
+    #[test]
+    fn display_stops_when_told_not_at_its_next_tick() {
+        let progress = Progress::new();
+        let (stop, stopped) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let hour = Duration::from_secs(3600);
+        std::thread::spawn(move || {
+            lines(&progress, &stopped, hour, hour);
+            let _ = done_tx.send(());
+        });
+        drop(stop);
+        assert!(
+            done.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "the display was still sleeping out its one-hour tick"
+        );
+    }
 }
