@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdi_datapath::sink::open_target;
 use cdi_datapath::source::{FileSource, HttpSource, Source, StdinSource};
@@ -106,7 +106,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// How often the display refreshes.
+/// How often the progress bar refreshes.
 const TICK: Duration = Duration::from_millis(100);
 /// How often plain progress lines are printed when stderr is not a terminal.
 const LINE_EVERY: Duration = Duration::from_secs(5);
@@ -125,7 +125,7 @@ impl Display {
             ProgressArg::None | ProgressArg::Auto => return None,
             ProgressArg::Bar => std::thread::spawn(move || bar(&progress, &stopped)),
             ProgressArg::Lines => {
-                std::thread::spawn(move || lines(&progress, &stopped, TICK, LINE_EVERY))
+                std::thread::spawn(move || lines(&progress, &stopped, LINE_EVERY))
             }
         };
         Some(Display { stop, thread })
@@ -171,13 +171,9 @@ fn bar(progress: &Progress, stopped: &mpsc::Receiver<()>) {
     pb.finish_and_clear();
 }
 
-fn lines(progress: &Progress, stopped: &mpsc::Receiver<()>, tick: Duration, every: Duration) {
-    let mut last = Instant::now();
-    while next_tick(stopped, tick) {
-        if last.elapsed() >= every {
-            last = Instant::now();
-            eprintln!("cdictl: {}", line(&progress.snapshot()));
-        }
+fn lines(progress: &Progress, stopped: &mpsc::Receiver<()>, every: Duration) {
+    while next_tick(stopped, every) {
+        eprintln!("cdictl: {}", line(&progress.snapshot()));
     }
 }
 
@@ -205,15 +201,14 @@ mod tests {
         let progress = Progress::new();
         let (stop, stopped) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
-        let hour = Duration::from_secs(3600);
         std::thread::spawn(move || {
-            lines(&progress, &stopped, hour, hour);
+            lines(&progress, &stopped, Duration::from_secs(3600));
             let _ = done_tx.send(());
         });
         drop(stop);
         assert!(
             done.recv_timeout(Duration::from_secs(30)).is_ok(),
-            "the display was still sleeping out its one-hour tick"
+            "the display was still waiting out its one-hour interval"
         );
     }
 }
