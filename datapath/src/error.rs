@@ -68,6 +68,10 @@ pub enum Error {
     Source(#[source] io::Error),
     #[error("the source {0} was not found")]
     SourceNotFound(String),
+    #[error(
+        "the source file {0} shrank while it was being imported; make sure nothing writes to it during an import, then retry"
+    )]
+    SourceShrank(String),
     #[error("HTTP request to {url} failed: {message}")]
     Http {
         url: String,
@@ -114,7 +118,7 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
             Error::BadChecksumSpec(_) | Error::Config(_) => ErrorKind::Config,
-            Error::Source(_) => ErrorKind::Io,
+            Error::Source(_) | Error::SourceShrank(_) => ErrorKind::Io,
             Error::SourceNotFound(_) => ErrorKind::NotFound,
             Error::Http { kind, .. } => *kind,
             Error::Target { .. } | Error::Cancelled => ErrorKind::Io,

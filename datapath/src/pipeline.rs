@@ -31,6 +31,10 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
 
 /// Chunks in flight between the source and each consumer.
 const CHUNK_QUEUE: usize = 8;
+/// The same for a mapped source, whose chunks cost no memory of ours (they are the page
+/// cache's): the hash, the slowest stage, can run further ahead when the writer stalls for a
+/// moment. Measured on the plain qcow2: 0.29 s with 8, 0.27 s with 32.
+const MAPPED_CHUNK_QUEUE: usize = 32;
 /// Writes in flight between the decoder and the writer.
 const WRITE_QUEUE: usize = 16;
 
@@ -110,8 +114,13 @@ pub fn import(
         threads: spec.threads,
     };
     let failed = AtomicBool::new(false);
-    let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
-    let (hash_tx, hash_rx) = bounded::<Chunk>(CHUNK_QUEUE);
+    let depth = if source.mapped() {
+        MAPPED_CHUNK_QUEUE
+    } else {
+        CHUNK_QUEUE
+    };
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(depth);
+    let (hash_tx, hash_rx) = bounded::<Chunk>(depth);
     let (write_tx, write_rx) = bounded::<WriteOp>(WRITE_QUEUE);
     let hasher = spec.checksum.as_ref().map(|c| Hasher::new(c.algorithm));
 
@@ -154,6 +163,8 @@ pub fn import(
                 Err(e)
             }
         })?;
+        // Before anything that was read is trusted (a shrunk file reads as zeros).
+        source.check_unchanged()?;
         if let Err(e) = write_result
             && (!matches!(e, Error::Cancelled) || decode_result.is_ok())
         {

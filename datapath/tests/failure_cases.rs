@@ -4,13 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cdi_datapath::sink::{BlockSink, MemorySink, TargetOptions, ZeroMode, open_target};
+use cdi_datapath::sink::{
+    BlockSink, MemorySink, RangeSet, Sink, SinkReport, TargetOptions, ZeroMode, open_target,
+};
 use cdi_datapath::source::FileSource;
 use cdi_datapath::{
     Error, ErrorKind, FormatChoice, ImportFailure, ImportReport, ImportSpec, Progress, import,
 };
 use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
 use cdi_testdata::raw::{Rng, sparse_disk, text};
+use sha2::Digest;
 
 fn image() -> Qcow2Builder {
     let mut rng = Rng::new(99);
@@ -476,4 +479,78 @@ fn preallocated_file_target_is_fully_allocated() {
     assert!(report.sink.preallocated);
     assert_eq!(std::fs::metadata(&dest).expect("meta").len(), 16 << 20);
     assert!(cdi_testdata::qemu::allocated_bytes(&dest) >= 16 << 20);
+}
+
+/// Hands writes on to `inner`, truncating the source file at the first one: the source shrinks
+/// while the import is under way.
+struct ShrinkSourceOnFirstWrite {
+    inner: Box<dyn Sink>,
+    source: PathBuf,
+    keep: u64,
+    shrunk: bool,
+}
+
+impl Sink for ShrinkSourceOnFirstWrite {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capacity(&self) -> Option<u64> {
+        self.inner.capacity()
+    }
+    fn write_at(&mut self, offset: u64, run: &[bytes::Bytes]) -> Result<(), Error> {
+        if !self.shrunk {
+            self.shrunk = true;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.source)
+                .expect("open source");
+            f.set_len(self.keep).expect("truncate source");
+        }
+        self.inner.write_at(offset, run)
+    }
+    fn preferred_run(&self) -> usize {
+        self.inner.preferred_run()
+    }
+    fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
+        self.inner.commit(image_size, written)
+    }
+    fn abort(&mut self) -> String {
+        self.inner.abort()
+    }
+}
+
+#[test]
+fn a_source_file_that_shrinks_during_the_import_fails_it_cleanly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path().join("disk.raw");
+    let mut data = vec![0u8; 8 << 20];
+    Rng::new(7).fill(&mut data);
+    std::fs::write(&src, &data).expect("write source");
+    let sum = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    for checksum in [None, Some(sum.parse().expect("checksum"))] {
+        std::fs::write(&src, &data).expect("restore source");
+        let dest = dir.path().join("out.raw");
+        let source = FileSource::open(&src).expect("open");
+        let sink = ShrinkSourceOnFirstWrite {
+            inner: open_target(&dest, TargetOptions::default()).expect("target"),
+            source: src.clone(),
+            keep: 1 << 20,
+            shrunk: false,
+        };
+        let spec = ImportSpec {
+            checksum,
+            ..ImportSpec::default()
+        };
+        // Reading the vanished bytes must neither kill the process (SIGBUS) nor pass them off
+        // as the image.
+        let failure = import(Box::new(source), Box::new(sink), &spec, &Progress::new())
+            .expect_err("the source shrank");
+        assert!(
+            matches!(failure.error, Error::SourceShrank(_)),
+            "unexpected error: {}",
+            failure.error
+        );
+        assert_eq!(failure.error.kind(), ErrorKind::Io);
+        only(dir.path(), &["disk.raw"]);
+    }
 }

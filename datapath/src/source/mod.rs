@@ -4,6 +4,7 @@
 
 mod file;
 mod http;
+mod mapped;
 
 use std::sync::Arc;
 
@@ -36,6 +37,18 @@ pub trait Source: Send {
     /// The next chunk, or `None` at the end.
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error>;
     /// Positional reads of the same bytes, when the source allows them.
+    /// True when the chunks are slices of a mapped file: holding them costs no memory of ours
+    /// (they are the page cache's), so the pipeline may keep more of them in flight.
+    fn mapped(&self) -> bool {
+        false
+    }
+
+    /// After the last chunk: an error if the source changed under the import in a way that
+    /// made what was read wrong (a mapped file that shrank).
+    fn check_unchanged(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn random_access(&self) -> Option<Arc<dyn ReadAt>> {
         None
     }
