@@ -326,6 +326,7 @@ pub fn extract(
         Err(Error::Cancelled) => 0,
         Err(e) => return Err(fail(e)),
     };
+    source.check_unchanged().map_err(fail)?;
     let (layers, unpacked) = unpack_result.map_err(fail)?;
     if let (Some(expected), Some(actual)) = (&spec.checksum, hash_result) {
         expected.verify(actual).map_err(fail)?;

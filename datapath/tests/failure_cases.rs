@@ -554,3 +554,41 @@ fn a_source_file_that_shrinks_during_the_import_fails_it_cleanly() {
         only(dir.path(), &["disk.raw"]);
     }
 }
+
+#[test]
+fn an_archive_source_that_shrinks_before_it_is_read_fails_the_extraction_cleanly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path().join("disk.tar");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut payload = vec![0u8; 4 << 20];
+    Rng::new(11).fill(&mut payload);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(payload.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "disk.img", &payload[..])
+        .expect("append");
+    std::fs::write(&src, tar.into_inner().expect("tar")).expect("write tar");
+    let dest = dir.path().join("data");
+    std::fs::create_dir(&dest).expect("dest");
+    let source = FileSource::open(&src).expect("open");
+    // Opened at full length, then cut: the chunks past the cut are gone when they are read.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&src)
+        .expect("open for truncation");
+    f.set_len(1 << 20).expect("truncate");
+    let failure = cdi_datapath::extract(
+        Box::new(source),
+        &dest,
+        &ImportSpec::default(),
+        &Progress::new(),
+    )
+    .expect_err("the source shrank");
+    assert!(
+        matches!(failure.error, Error::SourceShrank(_)),
+        "unexpected error: {}",
+        failure.error
+    );
+    only(&dest, &[]);
+}
