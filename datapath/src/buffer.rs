@@ -76,6 +76,20 @@ impl AlignedBuf {
         n
     }
 
+    /// Lets `fill` write the first `n` bytes (at most the capacity), which count as filled once
+    /// it succeeds; on failure the buffer is left empty.
+    pub fn fill_with<E>(
+        &mut self,
+        n: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let n = n.min(self.capacity);
+        self.len = 0;
+        fill(&mut self.storage[self.start..self.start + n])?;
+        self.len = n;
+        Ok(())
+    }
+
     /// Fills the buffer from `r` until it is full or `r` ends.
     pub fn fill_from(&mut self, r: &mut dyn std::io::Read) -> std::io::Result<()> {
         while self.len < self.capacity {
@@ -128,6 +142,11 @@ impl BufferPool {
                 buffers: Mutex::new(Vec::with_capacity(keep)),
             }),
         }
+    }
+
+    /// Capacity of the pool's buffers.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// An empty buffer: a recycled one when there is one.
@@ -198,6 +217,31 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fill_counts_only_when_it_succeeds() {
+        let mut buf = AlignedBuf::new(8192);
+        buf.fill_with(4096, |out| {
+            out.fill(7);
+            Ok::<(), ()>(())
+        })
+        .expect("filled");
+        assert_eq!(buf.filled(), &[7u8; 4096][..]);
+        // More than fits is cut to the capacity.
+        buf.fill_with(1 << 20, |out| {
+            assert_eq!(out.len(), 8192);
+            Ok::<(), ()>(())
+        })
+        .expect("filled");
+        assert_eq!(buf.len(), 8192);
+        // A failed fill leaves nothing that looks written.
+        let failed = buf.fill_with(4096, |out| {
+            out.fill(1);
+            Err("corrupt")
+        });
+        assert_eq!(failed, Err("corrupt"));
+        assert!(buf.is_empty());
+    }
 
     #[test]
     fn buffers_start_on_a_page_boundary() {

@@ -6,7 +6,7 @@ use std::io::Read;
 use bytes::Bytes;
 use cdi_formats::qcow2::{
     ClusterStash, CompressedCluster, ConvertSink, HEADER_PEEK_LEN, Header, StreamConverter,
-    StreamError, cluster_size_from_prefix, decompress_cluster,
+    StreamError, cluster_size_from_prefix, decompress_cluster_into,
 };
 use crossbeam_channel::{Receiver, Sender, bounded};
 
@@ -193,15 +193,27 @@ fn run(
     Ok(())
 }
 
+/// Page-aligned cluster buffers a decompress worker keeps for reuse (more are made while the
+/// writer still holds these).
+const WORKER_BUFFERS: usize = 8;
+
 fn decompress_worker(
     jobs: Receiver<CompressedCluster>,
     writes: Sender<WriteOp>,
 ) -> Result<(), Error> {
-    let mut buf = Vec::new();
+    // Clusters are decoded into page-aligned buffers, so a direct-I/O target writes them as
+    // they are instead of copying each one.
+    let mut pool: Option<BufferPool> = None;
     for job in jobs {
-        decompress_cluster(&job, &mut buf)?;
-        buf.truncate(job.guest_len);
-        let bytes = Bytes::from(std::mem::take(&mut buf));
+        let pool = match &pool {
+            Some(p) if p.capacity() == job.cluster_size => p,
+            _ => pool.insert(BufferPool::new(job.cluster_size, WORKER_BUFFERS)),
+        };
+        let mut buf = pool.buffer();
+        buf.fill_with(job.cluster_size, |out| decompress_cluster_into(&job, out))?;
+        let bytes = pool
+            .freeze(buf)
+            .slice(..job.guest_len.min(job.cluster_size));
         writes
             .send(WriteOp {
                 offset: job.guest_offset,

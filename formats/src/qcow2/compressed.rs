@@ -25,6 +25,14 @@ pub struct CompressedCluster {
 pub fn decompress_cluster(c: &CompressedCluster, out: &mut Vec<u8>) -> Result<(), Qcow2Error> {
     out.clear();
     out.resize(c.cluster_size, 0);
+    decompress_cluster_into(c, out)
+}
+
+/// Decodes `c` into `out`, which must be exactly one cluster long (the caller's buffer, e.g. a
+/// page-aligned one); on success every byte of it was written. Same checks as
+/// [`decompress_cluster`].
+pub fn decompress_cluster_into(c: &CompressedCluster, out: &mut [u8]) -> Result<(), Qcow2Error> {
+    assert_eq!(out.len(), c.cluster_size, "output must be one cluster");
     let got = match c.compression {
         CompressionType::Zlib => inflate(&c.data, out, c.guest_offset)?,
         CompressionType::Zstd => unzstd(&c.data, out, c.guest_offset)?,

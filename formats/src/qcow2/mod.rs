@@ -12,7 +12,7 @@ pub mod limits;
 mod stash;
 mod stream;
 
-pub use compressed::{CompressedCluster, decompress_cluster};
+pub use compressed::{CompressedCluster, decompress_cluster, decompress_cluster_into};
 pub use entries::{L1Entry, L2Entry, SUBCLUSTERS};
 pub use error::Qcow2Error;
 pub use header::{CompressionType, HEADER_PEEK_LEN, Header, cluster_size_from_prefix};
