@@ -137,14 +137,16 @@ ref_for() {
     disk.raw.zst) REF_TARGET=2.0 ;;
     disk.raw) REF_TARGET=1.5 ;;
   esac
-  SYNC_CMD=()
+  SYNC_CMD=() HASH_CMD=()
   case $f in
     *.qcow2)
       REF_CMD=(qemu-img convert -O raw "$p" "$REF_OUT")
       REF_LABEL="qemu-img convert -O raw $f out.raw"
       # The same with a durable result: cache=writeback flushes the output when it closes it,
       # as we do (the default, cache=unsafe, never syncs). Reported beside the target row.
-      SYNC_CMD=(qemu-img convert -t writeback -O raw "$p" "$REF_OUT") ;;
+      SYNC_CMD=(qemu-img convert -t writeback -O raw "$p" "$REF_OUT")
+      # The floor of any import that verifies the source's sha256: hashing it and nothing else.
+      HASH_CMD=(openssl dgst -sha256 "$p") ;;
     *.gz)
       REF_CMD=(pigz -dc "$p")
       REF_LABEL="pigz -dc $f > /dev/null" ;;
@@ -168,6 +170,7 @@ FAILED=0
 ROWS=()
 DETAILS=()
 SYNCED=()
+FLOORS=()
 RAW_ALLOC=$(alloc_mib "$CORPUS/disk.raw")
 say "cdictl: $CDICTL; $REPS repetitions per command, alternating; log: $LOG"
 printf 'file,rep,who,wall_s,user_s,sys_s,rss_kib\n' >"$OUT/runs.csv"
@@ -180,7 +183,7 @@ for f in "${FILES[@]}"; do
   # Untimed warm-up read: every timed run starts with its input in the page cache.
   cat "$src" >/dev/null
   [[ $f == disk.raw ]] || cat "$CORPUS/disk.raw" >/dev/null # for cmp
-  ours_w=() ours_u=() ours_s=() ours_rss=() ref_w=() ref_u=() ref_s=() sync_w=()
+  ours_w=() ours_u=() ours_s=() ours_rss=() ref_w=() ref_u=() ref_s=() sync_w=() hash_w=()
   identical=no out_alloc=- file_failed=0
 
   run_ours() {
@@ -212,22 +215,27 @@ for f in "${FILES[@]}"; do
     clean_outputs
   }
 
-  run_sync() {
-    ((${#SYNC_CMD[@]})) || return 0
+  # A command measured beside the target pair for context: $1 names the array holding it, $2
+  # the array its wall times go to, $3 its label in runs.csv.
+  run_extra() {
+    local -n cmd=$1 times=$2
+    ((${#cmd[@]})) || return 0
     clean_outputs
-    if ! timed /dev/null "${SYNC_CMD[@]}"; then
-      say "FAILED: ${SYNC_CMD[*]} (rep $rep); see $LOG"
+    if ! timed /dev/null "${cmd[@]}"; then
+      say "FAILED: ${cmd[*]} (rep $rep); see $LOG"
       file_failed=1
       return
     fi
-    sync_w+=("$T_WALL")
-    printf '%s,%s,ref-fsync,%s,%s,%s,%s\n' "$f" "$rep" "$T_WALL" "$T_USER" "$T_SYS" "$T_RSS" >>"$OUT/runs.csv"
+    times+=("$T_WALL")
+    printf '%s,%s,%s,%s,%s,%s,%s\n' "$f" "$rep" "$3" "$T_WALL" "$T_USER" "$T_SYS" "$T_RSS" >>"$OUT/runs.csv"
     clean_outputs
   }
+  run_sync() { run_extra SYNC_CMD sync_w ref-fsync; }
+  run_hash() { run_extra HASH_CMD hash_w sha256-alone; }
 
   for ((rep = 1; rep <= REPS; rep++)); do
     # Alternate the order (ours, ref / ref, ours) so drift and cache effects fall on both.
-    if ((rep % 2)); then run_ours; run_ref; run_sync; else run_sync; run_ref; run_ours; fi
+    if ((rep % 2)); then run_ours; run_ref; run_sync; run_hash; else run_hash; run_sync; run_ref; run_ours; fi
     ((file_failed)) && break
     say "$(printf '%-14s rep %d/%d: ours %6.3f s (%4d MiB RSS)  ref %6.3f s' "$f" "$rep" "$REPS" \
       "${ours_w[-1]}" "$(mib "${ours_rss[-1]}")" "${ref_w[-1]}")"
@@ -260,6 +268,11 @@ for f in "${FILES[@]}"; do
     sratio=$(awk -v a="$om" -v b="$sm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 999) }')
     SYNCED+=("| $f | $om | $sm | ${sratio}× |")
   fi
+  if ((${#hash_w[@]})); then
+    hm=$(median "${hash_w[@]}")
+    hratio=$(awk -v a="$hm" -v b="$rm_" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 999) }')
+    FLOORS+=("| $f | $om | $hm | $rm_ | ${hratio}× |")
+  fi
 done
 RUN_SECS=$(elapsed "$T_RUN")
 
@@ -290,6 +303,15 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
     echo "| file | ours (s) | qemu-img convert -t writeback (s) | ratio |"
     echo "|---|---:|---:|---:|"
     printf '%s\n' "${SYNCED[@]}"
+  fi
+  if ((${#FLOORS[@]})); then
+    echo
+    echo "The floor for an import that verifies the source's sha256: hashing the file and nothing else" \
+      "(\`openssl dgst -sha256 FILE\`, one core), against the reference that does not hash:"
+    echo
+    echo "| file | ours (s) | sha256 alone (s) | reference (s) | sha256 alone / reference |"
+    echo "|---|---:|---:|---:|---:|"
+    printf '%s\n' "${FLOORS[@]}"
   fi
   echo
   echo "Ours: \`cdictl import FILE out.raw --checksum sha256:<SHA256SUMS> --progress none\`" \

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use cdi_datapath::sink::{TargetOptions, ZeroMode};
+use cdi_datapath::sink::{CacheMode, TargetOptions, ZeroMode};
 use cdi_datapath::{Checksum, FormatChoice, ImportSpec};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -44,6 +44,16 @@ pub enum ZeroArg {
     Skip,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheArg {
+    /// Direct I/O through io_uring where the kernel and the target allow it, else the page cache.
+    Auto,
+    /// Direct I/O wherever the target takes it (CDI's CACHE_MODE=TRYNONE).
+    Direct,
+    /// Always through the page cache.
+    PageCache,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// Image to import: a path, `-` for standard input, or an http(s):// URL.
@@ -69,10 +79,10 @@ pub struct ImportArgs {
     /// How a block device's zero ranges are handled.
     #[arg(long, value_enum, default_value = "punch")]
     pub zero_mode: ZeroArg,
-    /// Write large runs of the image with direct I/O (O_DIRECT) where the target supports it:
-    /// less CPU and no page cache used, but each write waits for the storage.
-    #[arg(long)]
-    pub direct_io: bool,
+    /// How the image is written: direct I/O (O_DIRECT) submitted through io_uring where both are
+    /// available (auto), direct I/O wherever the target takes it, or through the page cache.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cache: CacheArg,
     /// Directory for a qcow2 spill file (default: the destination's directory).
     #[arg(long)]
     pub spill_dir: Option<PathBuf>,
@@ -144,7 +154,11 @@ impl ImportArgs {
                 ZeroArg::Write => ZeroMode::Write,
                 ZeroArg::Skip => ZeroMode::Skip,
             },
-            direct_io: self.direct_io,
+            cache: match self.cache {
+                CacheArg::Auto => CacheMode::Auto,
+                CacheArg::Direct => CacheMode::Direct,
+                CacheArg::PageCache => CacheMode::PageCache,
+            },
         };
         Ok(ImportRequest {
             source: self.source,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cdi_datapath::sink::{
-    BlockSink, MemorySink, RangeSet, Sink, SinkReport, TargetOptions, ZeroMode, open_target,
+    BlockSink, CacheMode, MemorySink, RangeSet, Sink, SinkReport, TargetOptions, ZeroMode,
+    open_target,
 };
 use cdi_datapath::source::FileSource;
 use cdi_datapath::{
@@ -202,11 +203,11 @@ fn full_tmpfs_fails_with_no_space_and_leaves_nothing() {
     std::fs::write(&src, image().build()).expect("write");
     // tmpfs takes direct I/O on recent kernels and refuses it on older ones: either way the
     // outcome is the same.
-    let outcomes: Vec<_> = [false, true]
+    let outcomes: Vec<_> = [CacheMode::PageCache, CacheMode::Direct]
         .into_iter()
-        .map(|direct_io| {
+        .map(|cache| {
             let options = TargetOptions {
-                direct_io,
+                cache,
                 ..TargetOptions::default()
             };
             let result = run(
@@ -220,21 +221,21 @@ fn full_tmpfs_fails_with_no_space_and_leaves_nothing() {
                 .flatten()
                 .map(|e| e.path())
                 .collect();
-            (direct_io, result, listing)
+            (cache, result, listing)
         })
         .collect();
     let _ = Command::new("umount").arg(mnt.path()).status();
-    for (direct_io, result, listing) in outcomes {
+    for (cache, result, listing) in outcomes {
         let failure = result.expect_err("2 MiB cannot hold the image");
         assert_eq!(
             failure.error.kind(),
             ErrorKind::NoSpace,
-            "direct I/O {direct_io}: {}",
+            "{cache:?}: {}",
             failure.error
         );
         assert!(
             listing.is_empty(),
-            "direct I/O {direct_io}: left on the full filesystem: {listing:?}"
+            "{cache:?}: left on the full filesystem: {listing:?}"
         );
     }
 }
@@ -349,18 +350,19 @@ fn block_target_gets_zero_ranges_punched_or_skipped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("img.qcow2");
     std::fs::write(&src, b.build()).expect("write");
-    for (mode, zeroed, direct_io) in [
-        (ZeroMode::Punch, true, false),
-        (ZeroMode::Write, true, false),
-        (ZeroMode::Skip, false, false),
-        (ZeroMode::Punch, true, true),
-        (ZeroMode::Skip, false, true),
+    for (mode, zeroed, cache) in [
+        (ZeroMode::Punch, true, CacheMode::PageCache),
+        (ZeroMode::Write, true, CacheMode::PageCache),
+        (ZeroMode::Skip, false, CacheMode::PageCache),
+        (ZeroMode::Punch, true, CacheMode::Direct),
+        (ZeroMode::Skip, false, CacheMode::Direct),
+        (ZeroMode::Write, true, CacheMode::Auto),
     ] {
-        let dev = dir.path().join(format!("dev-{mode:?}-{direct_io}"));
+        let dev = dir.path().join(format!("dev-{mode:?}-{cache:?}"));
         std::fs::write(&dev, vec![0xffu8; 10 << 20]).expect("device");
         let options = TargetOptions {
             zero_mode: mode,
-            direct_io,
+            cache,
             ..TargetOptions::default()
         };
         let sink = BlockSink::open(&dev, options).expect("open");

@@ -1,12 +1,12 @@
 //! Conformance with `qemu-img` as the oracle: every qcow2 variant qemu can write, and every
 //! compression wrapper around raw and qcow2, imports byte-identical to `qemu-img convert -O raw`
 //! (and to the raw input where the active layer was not changed), and at least as sparse;
-//! with buffered writes and with direct I/O alike.
+//! through the page cache and with direct I/O alike.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cdi_datapath::sink::{FileSink, TargetOptions};
+use cdi_datapath::sink::{CacheMode, FileSink, TargetOptions};
 use cdi_datapath::source::FileSource;
 use cdi_datapath::{ImportReport, ImportSpec, Progress, import};
 use cdi_testdata::qemu::{allocated_bytes, convert_to_raw, qemu_img, raw_to_qcow2};
@@ -43,10 +43,10 @@ impl Work {
     }
 }
 
-fn ours(src: &Path, dest: &Path, direct_io: bool) -> ImportReport {
+fn ours(src: &Path, dest: &Path, cache: CacheMode) -> ImportReport {
     let source = FileSource::open(src).expect("open source");
     let options = TargetOptions {
-        direct_io,
+        cache,
         ..TargetOptions::default()
     };
     let sink = FileSink::create(dest, options).expect("create target");
@@ -79,8 +79,8 @@ fn conforms(w: &Work, image: &Path, same_as_input: bool) {
     let ours_out = w.path(&format!("{name}.ours"));
     let direct_out = w.path(&format!("{name}.direct"));
     let qemu_out = w.path(&format!("{name}.qemu"));
-    let report = ours(image, &ours_out, false);
-    let direct_report = ours(image, &direct_out, true);
+    let report = ours(image, &ours_out, CacheMode::PageCache);
+    let direct_report = ours(image, &direct_out, CacheMode::Direct);
     let qemu_source = match image.extension().and_then(|e| e.to_str()) {
         // qemu-img reads neither gzip nor xz: give it what is inside.
         Some("gz" | "xz" | "zst" | "bz2") => {

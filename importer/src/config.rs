@@ -39,7 +39,7 @@ pub struct Config {
     pub extra_headers: Vec<(String, String)>,
     pub checksum: Option<Checksum>,
     /// `CACHE_MODE=TRYNONE` (set by the controller after an OOM kill): write with direct I/O
-    /// where the volume supports it.
+    /// where the volume supports it, even where io_uring is not available.
     pub cache_mode_try_none: bool,
 }
 

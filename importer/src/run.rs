@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdi_datapath::sink::{BlockSink, FileSink, RangeSet, Sink, TargetOptions, ZeroMode};
+use cdi_datapath::sink::{BlockSink, CacheMode, FileSink, RangeSet, Sink, TargetOptions, ZeroMode};
 use cdi_datapath::source::{HttpOptions, HttpSource};
 use cdi_datapath::{Error, ErrorKind, ImportSpec, Progress};
 
@@ -16,6 +16,16 @@ use crate::termination::Outcome;
 
 /// A download that makes no progress for this long is resumed.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Direct I/O through io_uring where it can be had, unless `CACHE_MODE=TRYNONE` requires direct
+/// I/O even without io_uring.
+fn cache_mode(cfg: &Config) -> CacheMode {
+    if cfg.cache_mode_try_none {
+        CacheMode::Direct
+    } else {
+        CacheMode::Auto
+    }
+}
 
 pub fn run(cfg: &Config, paths: &Paths) -> Outcome {
     let progress = Progress::new();
@@ -159,7 +169,7 @@ fn http(
                     requested_size: None,
                     preallocate: cfg.preallocation,
                     zero_mode: ZeroMode::Punch,
-                    direct_io: cfg.cache_mode_try_none,
+                    cache: cache_mode(cfg),
                 };
                 Box::new(
                     BlockSink::open(&paths.block_device, options)
@@ -171,7 +181,7 @@ fn http(
                     requested_size: size,
                     preallocate: cfg.preallocation,
                     zero_mode: ZeroMode::Punch,
-                    direct_io: cfg.cache_mode_try_none,
+                    cache: cache_mode(cfg),
                 };
                 Box::new(
                     FileSink::create(&paths.data_file(), options)
@@ -216,7 +226,7 @@ fn blank(cfg: &Config, paths: &Paths) -> Result<Outcome, Failure> {
             requested_size: None,
             preallocate: true,
             zero_mode: ZeroMode::Write,
-            direct_io: false,
+            cache: CacheMode::Auto,
         };
         let mut sink = BlockSink::open(&paths.block_device, options).map_err(wrap)?;
         let report = sink.commit(size, &RangeSet::new()).map_err(wrap)?;
@@ -235,7 +245,7 @@ fn blank(cfg: &Config, paths: &Paths) -> Result<Outcome, Failure> {
         requested_size: Some(size),
         preallocate: cfg.preallocation,
         zero_mode: ZeroMode::Punch,
-        direct_io: false,
+        cache: CacheMode::Auto,
     };
     let mut sink = FileSink::create(&paths.data_file(), options).map_err(wrap)?;
     let report = match sink.commit(0, &RangeSet::new()) {

@@ -39,7 +39,7 @@ impl BlockSink {
             .seek(SeekFrom::End(0))
             .map_err(|e| Error::target("sizing", path, e))?;
         // A device has nothing to allocate.
-        let target = TargetWriter::new(&file, path, options.direct_io, false)?;
+        let target = TargetWriter::new(&file, path, options.cache, false)?;
         Ok(BlockSink {
             path: path.to_path_buf(),
             target,

@@ -1,13 +1,10 @@
-//! Direct I/O for file and block targets (`CACHE_MODE=TRYNONE`, `cdictl --direct-io`): runs
-//! of whole aligned pages go to the storage with `O_DIRECT` on a few threads, from the chunk
-//! buffers themselves when those are page-aligned. Nothing is copied into the page cache, so
-//! a pod's memory (and its cgroup's dirty-page accounting) stays flat, and the filesystem's
-//! per-page bookkeeping of buffered writes is skipped: 12% less CPU on the benchmark's plain
-//! qcow2 (little on compressed images, whose clusters go through a bounce buffer). The price
-//! is that each write waits for the storage: on the benchmark VM's disk the imports took
-//! 16-21% longer. Hence opt-in. Unaligned edges and small runs still go through the page
-//! cache (the sink decides); a target without direct I/O (tmpfs on older kernels, some FUSE
-//! filesystems) keeps everything buffered.
+//! Synchronous direct I/O on a few writer threads: the way whole aligned pages reach the
+//! storage when direct I/O is required (`CACHE_MODE=TRYNONE`, `cdictl --cache direct`) but the
+//! kernel offers no io_uring (too old, or forbidden by a seccomp profile). Writes go from the
+//! chunk buffers themselves when those are page-aligned, through a bounce buffer otherwise.
+//! Each write waits for the storage, so only runs of [`MIN_DIRECT`] or more come here (on the
+//! benchmark VM's disk imports took 16-21% longer than through the page cache); the rest goes
+//! through the page cache. Also where the target is opened for direct I/O, for both ways.
 
 use std::fs::{File, OpenOptions};
 use std::io::IoSlice;
@@ -33,7 +30,7 @@ const QUEUE: usize = 8;
 
 /// Smallest aligned run worth a direct write; smaller ones are cheaper through the page cache,
 /// whose writeback merges them into large requests.
-const MIN_DIRECT: usize = 64 << 10;
+pub(crate) const MIN_DIRECT: usize = 64 << 10;
 
 /// Unaligned pieces are copied into a bounce buffer of this size, one part at a time.
 const BOUNCE: usize = 1 << 20;
@@ -89,6 +86,36 @@ impl std::fmt::Debug for Piece {
     }
 }
 
+/// A run cut for direct writing.
+pub(crate) enum Split {
+    /// Too few whole aligned pages: all of it goes through the page cache.
+    Whole,
+    /// The aligned middle (offset, pieces) for a direct write, and the unaligned edges (possibly
+    /// empty) for the page cache.
+    Parts {
+        middle: (u64, Vec<Bytes>),
+        edges: Vec<(u64, Vec<Bytes>)>,
+    },
+}
+
+/// Cuts `run` (at `offset`) into its whole aligned pages, when there are at least `min` bytes
+/// of them, and the edges around them.
+pub(crate) fn split_run(offset: u64, run: &[Bytes], min: usize) -> Split {
+    let len = run.iter().map(Bytes::len).sum::<usize>();
+    let (head, middle, _) = split_aligned(offset, len);
+    if middle < min.max(1) {
+        return Split::Whole;
+    }
+    let tail = head + middle;
+    Split::Parts {
+        middle: (offset + head as u64, slice_run(run, head, tail)),
+        edges: vec![
+            (offset, slice_run(run, 0, head)),
+            (offset + tail as u64, slice_run(run, tail, len)),
+        ],
+    }
+}
+
 /// Splits `[offset, offset + len)` into an unaligned head, an [`ALIGN`]ed middle and an
 /// unaligned tail, as lengths; the middle is empty when no whole aligned block fits.
 pub(crate) fn split_aligned(offset: u64, len: usize) -> (usize, usize, usize) {
@@ -120,7 +147,9 @@ impl DirectWriter {
         writer
     }
 
-    fn try_open(path: &Path, buffered: &File, allocate: bool) -> Option<Self> {
+    /// `path` opened for direct writes, when the target offers direct I/O with alignments
+    /// [`ALIGN`] satisfies.
+    pub fn open_direct(path: &Path) -> Option<File> {
         let direct = OpenOptions::new()
             .write(true)
             .custom_flags(OFlags::DIRECT.bits() as i32)
@@ -135,6 +164,11 @@ impl DirectWriter {
                 return None;
             }
         }
+        Some(direct)
+    }
+
+    fn try_open(path: &Path, buffered: &File, allocate: bool) -> Option<Self> {
+        let direct = Self::open_direct(path)?;
         let buffered = buffered.try_clone().ok()?;
         let direct = Arc::new(direct);
         let buffered = Arc::new(buffered);
@@ -177,30 +211,9 @@ impl DirectWriter {
         !self.shared.refused.load(Ordering::Relaxed)
     }
 
-    /// Queues the whole aligned pages of `run` (at `offset`) when there are at least
-    /// [`MIN_DIRECT`] bytes of them, and gives back what the caller must write through the page
-    /// cache: the unaligned head and tail (possibly empty), or the whole run.
-    pub fn submit_aligned(
-        &mut self,
-        offset: u64,
-        run: &[Bytes],
-    ) -> std::io::Result<Vec<(u64, Vec<Bytes>)>> {
-        let len = run.iter().map(Bytes::len).sum::<usize>();
-        let (head, middle, _) = split_aligned(offset, len);
-        if middle < MIN_DIRECT || !self.usable() {
-            return Ok(vec![(offset, run.to_vec())]);
-        }
-        self.submit(offset + head as u64, slice_run(run, head, head + middle))?;
-        let tail = head + middle;
-        Ok(vec![
-            (offset, slice_run(run, 0, head)),
-            (offset + tail as u64, slice_run(run, tail, len)),
-        ])
-    }
-
     /// Queues the run `parts` (aligned in offset and length as a whole) for writing at
     /// `offset`; reports an earlier piece's failure.
-    fn submit(&mut self, offset: u64, parts: Vec<Bytes>) -> std::io::Result<()> {
+    pub fn submit(&mut self, offset: u64, parts: Vec<Bytes>) -> std::io::Result<()> {
         let len = parts.iter().map(Bytes::len).sum::<usize>();
         debug_assert_eq!(split_aligned(offset, len).1, len);
         self.failed()?;

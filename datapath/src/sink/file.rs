@@ -43,7 +43,7 @@ impl FileSink {
             .truncate(true)
             .open(&partial)
             .map_err(|e| Error::target("creating", &partial, e))?;
-        let target = match TargetWriter::new(&file, &partial, options.direct_io, true) {
+        let target = match TargetWriter::new(&file, &partial, options.cache, true) {
             Ok(target) => target,
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);

@@ -8,6 +8,7 @@ mod file;
 pub mod memory;
 mod ranges;
 mod target;
+mod uring;
 mod writeback;
 pub(crate) mod writer;
 
@@ -37,6 +38,21 @@ pub enum ZeroMode {
     Skip,
 }
 
+/// How the image's bytes reach the target's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Whole aligned pages with direct I/O submitted through io_uring, where the kernel and the
+    /// target allow both: no page cache is filled (so none is charged to a pod's memory), and
+    /// the writer never waits for a single write. Through the page cache otherwise.
+    #[default]
+    Auto,
+    /// Direct I/O wherever the target takes it, through io_uring or, without it, on writer
+    /// threads (CDI's `CACHE_MODE=TRYNONE`, set after an import was OOM-killed).
+    Direct,
+    /// Always through the page cache, with early writeback (qemu-img's `-t writeback`).
+    PageCache,
+}
+
 /// What the caller asked of the target.
 #[derive(Debug, Clone, Default)]
 pub struct TargetOptions {
@@ -44,9 +60,8 @@ pub struct TargetOptions {
     pub requested_size: Option<u64>,
     pub preallocate: bool,
     pub zero_mode: ZeroMode,
-    /// Write whole aligned pages with direct I/O where the target supports it (CDI's
-    /// `CACHE_MODE=TRYNONE`): less CPU and no page cache, but each write waits for the storage.
-    pub direct_io: bool,
+    /// Direct I/O or the page cache.
+    pub cache: CacheMode,
 }
 
 /// What committing the target did.
