@@ -248,7 +248,9 @@ impl UringWriter {
             let errno = -result;
             return match errno {
                 libc::EINTR | libc::EAGAIN => self.push(write),
-                libc::EINVAL => {
+                // An alignment the target needs but did not announce, or a filesystem that
+                // takes direct writes only synchronously.
+                libc::EINVAL | libc::EOPNOTSUPP => {
                     if !self.refused {
                         self.refused = true;
                         tracing::info!(
@@ -417,13 +419,18 @@ mod tests {
             return;
         };
         let data = pattern(2 * ALIGN, 5);
-        let write = Write::new(ALIGN as u64, vec![Bytes::from(data.clone())]);
-        w.completed(write, -libc::EINVAL).expect("written anyway");
-        assert!(!w.usable());
+        for (i, refusal) in [libc::EINVAL, libc::EOPNOTSUPP].into_iter().enumerate() {
+            let at = (i * 4 * ALIGN) as u64;
+            let write = Write::new(at + ALIGN as u64, vec![Bytes::from(data.clone())]);
+            w.completed(write, -refusal).expect("written anyway");
+            assert!(!w.usable());
+        }
         w.finish().expect("finish");
-        let back = read_back(&file, 3 * ALIGN);
-        assert!(back[..ALIGN].iter().all(|&b| b == 0));
-        assert!(back[ALIGN..] == data[..]);
+        let back = read_back(&file, 7 * ALIGN);
+        for at in [0, 4 * ALIGN] {
+            assert!(back[at..at + ALIGN].iter().all(|&b| b == 0));
+            assert!(back[at + ALIGN..at + 3 * ALIGN] == data[..]);
+        }
     }
 
     #[test]
