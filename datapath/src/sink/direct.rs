@@ -362,6 +362,7 @@ fn write_direct(
 mod tests {
     use super::*;
     use crate::buffer::BufferPool;
+    use crate::sink::test_files::{pattern, scratch_file};
 
     #[test]
     fn split_finds_the_whole_aligned_blocks() {
@@ -373,24 +374,6 @@ mod tests {
         assert_eq!(split_aligned(7, 100), (100, 0, 0));
         assert_eq!(split_aligned(512, 2 * ALIGN), (ALIGN - 512, ALIGN, 512));
         assert_eq!(split_aligned(a, 0), (0, 0, 0));
-    }
-
-    /// An empty file in a temporary directory (kept while the `TempDir` lives).
-    fn scratch_file() -> (tempfile::TempDir, std::path::PathBuf, File) {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("t.img");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("create");
-        (dir, path, file)
-    }
-
-    fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
     }
 
     #[test]

@@ -149,6 +149,32 @@ pub fn open_target(path: &Path, options: TargetOptions) -> Result<Box<dyn Sink>,
     }
 }
 
+/// Files and data for the sinks' unit tests.
+#[cfg(test)]
+pub(crate) mod test_files {
+    use std::fs::{File, OpenOptions};
+    use std::path::PathBuf;
+
+    /// An empty file in a temporary directory (kept while the `TempDir` lives).
+    pub fn scratch_file() -> (tempfile::TempDir, PathBuf, File) {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.img");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        (dir, path, file)
+    }
+
+    /// `len` bytes of a pattern that differs with `seed`.
+    pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::FileExt;

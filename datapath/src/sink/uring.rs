@@ -346,26 +346,15 @@ mod tests {
 
     use super::*;
     use crate::buffer::BufferPool;
+    use crate::sink::test_files::{pattern, scratch_file};
 
     /// A writer on an empty file in a temporary directory, with that file; `None` where this
     /// machine offers no io_uring or no direct I/O under the temp dir (nothing to test then).
     fn writer() -> Option<(tempfile::TempDir, File, UringWriter)> {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("t.img");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("create");
+        let (dir, path, file) = scratch_file();
         let direct = super::super::direct::DirectWriter::open_direct(&path)?;
         let writer = UringWriter::open(direct, file.try_clone().expect("clone"))?;
         Some((dir, file, writer))
-    }
-
-    fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
     }
 
     fn read_back(file: &File, len: usize) -> Vec<u8> {
