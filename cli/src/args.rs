@@ -206,7 +206,26 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use clap::Parser;
+
+    use super::{Cli, Command, parse_size};
+    use cdi_datapath::sink::CacheMode;
+
+    fn cache_of(args: &[&str]) -> CacheMode {
+        let argv = ["cdictl", "import", "in.qcow2", "out.raw"]
+            .iter()
+            .chain(args);
+        let Command::Import(import) = Cli::try_parse_from(argv).expect("parses").command;
+        import.into_request().expect("request").target.cache
+    }
+
+    #[test]
+    fn cache_modes_map_to_the_target_options() {
+        assert_eq!(cache_of(&[]), CacheMode::Auto);
+        assert_eq!(cache_of(&["--cache", "direct"]), CacheMode::Direct);
+        assert_eq!(cache_of(&["--cache", "page-cache"]), CacheMode::PageCache);
+        assert!(Cli::try_parse_from(["cdictl", "import", "a", "b", "--cache", "none"]).is_err());
+    }
 
     #[test]
     fn sizes_parse_in_binary_and_decimal_units() {
