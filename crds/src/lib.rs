@@ -28,7 +28,8 @@ pub mod datasource;
 pub mod datavolume;
 pub mod generate;
 pub mod populators;
-pub mod quantity;
+/// Quantities and CDI's size arithmetic (re-exported so API users find them beside the types).
+pub use cdi_quantity as quantity;
 pub mod source;
 pub mod storage;
 pub mod storageprofile;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cdi_formats::Format;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::checksum::{Checksum, Hasher};
+use crate::checksum::{Algorithm, Checksum, Hasher};
 use crate::decode::{self, ChannelReader, Chunk, DecodeConfig, DecodeReport, FormatChoice};
 use crate::error::Error;
 use crate::progress::Progress;
@@ -41,7 +41,11 @@ const WRITE_QUEUE: usize = 16;
 /// What to do, independent of where the bytes come from and go.
 #[derive(Debug, Clone)]
 pub struct ImportSpec {
+    /// The expected digest of the source's bytes as transferred; a mismatch fails the import.
     pub checksum: Option<Checksum>,
+    /// A digest of the source to compute and report when no `checksum` is given (an upload
+    /// server returns it to the client).
+    pub digest: Option<Algorithm>,
     pub format: FormatChoice,
     /// Bounds the memory the import may use for buffers and qcow2 bookkeeping.
     pub memory_limit: usize,
@@ -55,6 +59,7 @@ impl Default for ImportSpec {
     fn default() -> Self {
         ImportSpec {
             checksum: None,
+            digest: None,
             format: FormatChoice::Auto,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             spill_dir: std::env::temp_dir(),
@@ -74,7 +79,27 @@ pub struct ImportReport {
     pub holes: u64,
     /// The verified digest, when a checksum was given.
     pub checksum: Option<Checksum>,
+    /// The digest computed of the source (the checksum's algorithm, else `ImportSpec::digest`).
+    pub digest: Option<Checksum>,
     pub elapsed: Duration,
+}
+
+impl ImportSpec {
+    /// The algorithm the source is hashed with, if any.
+    fn hash_algorithm(&self) -> Option<Algorithm> {
+        self.checksum.as_ref().map(|c| c.algorithm).or(self.digest)
+    }
+
+    /// Checks the computed digest against the expected one and returns it.
+    fn check_digest(&self, actual: Option<String>) -> Result<Option<Checksum>, Error> {
+        let (Some(algorithm), Some(hex)) = (self.hash_algorithm(), actual) else {
+            return Ok(None);
+        };
+        if let Some(expected) = &self.checksum {
+            expected.verify(hex.clone())?;
+        }
+        Ok(Some(Checksum { algorithm, hex }))
+    }
 }
 
 impl ImportReport {
@@ -122,7 +147,7 @@ pub fn import(
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(depth);
     let (hash_tx, hash_rx) = bounded::<Chunk>(depth);
     let (write_tx, write_rx) = bounded::<WriteOp>(WRITE_QUEUE);
-    let hasher = spec.checksum.as_ref().map(|c| Hasher::new(c.algorithm));
+    let hasher = spec.hash_algorithm().map(Hasher::new);
 
     let (read_result, hash_result, decode_result, writer) = std::thread::scope(|scope| {
         let failed = &failed;
@@ -171,9 +196,7 @@ pub fn import(
             return Err(e);
         }
         let decoded = decode_result?;
-        if let (Some(expected), Some(actual)) = (&spec.checksum, hash_result) {
-            expected.verify(actual)?;
-        }
+        let digest = spec.check_digest(hash_result)?;
         let sink_report = writer.sink.commit(decoded.image_size, &writer.written)?;
         let snap = progress.snapshot();
         Ok(ImportReport {
@@ -184,6 +207,7 @@ pub fn import(
             // Everything of the final image that was not written reads as zeros from holes.
             holes: sink_report.final_size.saturating_sub(snap.written),
             checksum: spec.checksum.clone(),
+            digest,
             elapsed: started.elapsed(),
         })
     })();
@@ -257,6 +281,8 @@ pub struct ExtractReport {
     /// Bytes of file content unpacked.
     pub unpacked: u64,
     pub checksum: Option<Checksum>,
+    /// The digest computed of the source, as [`ImportReport::digest`].
+    pub digest: Option<Checksum>,
     pub elapsed: Duration,
 }
 
@@ -293,7 +319,7 @@ pub fn extract(
     let failed = AtomicBool::new(false);
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
     let (hash_tx, hash_rx) = bounded::<Chunk>(CHUNK_QUEUE);
-    let hasher = spec.checksum.as_ref().map(|c| Hasher::new(c.algorithm));
+    let hasher = spec.hash_algorithm().map(Hasher::new);
     let (read_result, hash_result, unpack_result) = std::thread::scope(|scope| {
         let failed = &failed;
         let hash_tx = hasher.is_some().then_some(hash_tx);
@@ -328,15 +354,14 @@ pub fn extract(
     };
     source.check_unchanged().map_err(fail)?;
     let (layers, unpacked) = unpack_result.map_err(fail)?;
-    if let (Some(expected), Some(actual)) = (&spec.checksum, hash_result) {
-        expected.verify(actual).map_err(fail)?;
-    }
+    let digest = spec.check_digest(hash_result).map_err(fail)?;
     crate::archive::commit(&staging, dest).map_err(fail)?;
     Ok(ExtractReport {
         source_bytes,
         layers,
         unpacked,
         checksum: spec.checksum.clone(),
+        digest,
         elapsed: started.elapsed(),
     })
 }

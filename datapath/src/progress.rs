@@ -50,6 +50,18 @@ impl Progress {
         }
     }
 
+    /// Back to zero, for a worker that starts another transfer after a failed one.
+    pub fn reset(&self) {
+        for counter in [
+            &self.source_read,
+            &self.source_total,
+            &self.written,
+            &self.holes,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn set_total(&self, total: Option<u64>) {
         self.source_total
             .store(total.unwrap_or(0), Ordering::Relaxed);

@@ -300,6 +300,32 @@ fn raw_stream_larger_than_the_requested_size_is_refused() {
 }
 
 #[test]
+fn plain_raw_larger_than_the_target_is_refused_before_a_byte_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.raw");
+    let data = sparse_disk(5, 6 << 20, 65536);
+    std::fs::write(&src, &data).expect("write");
+    let options = TargetOptions {
+        requested_size: Some(2 << 20),
+        ..TargetOptions::default()
+    };
+    let failure = run(
+        &src,
+        &dir.path().join("disk.img"),
+        &ImportSpec::default(),
+        options,
+    )
+    .expect_err("too large");
+    // Refused on the source's announced length, not after the first 2 MiB went out.
+    assert!(
+        matches!(failure.error, Error::TooLarge { needed, capacity: 2097152 } if needed == data.len() as u64),
+        "{}",
+        failure.error
+    );
+    only(dir.path(), &["img.raw"]);
+}
+
+#[test]
 fn recognised_but_unsupported_formats_are_refused_not_copied() {
     let mut vdi = vec![0u8; 4096];
     vdi[0x40..0x44].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);

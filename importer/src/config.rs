@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use cdi_datapath::Checksum;
-
-use crate::paths::Paths;
-use crate::size::parse_quantity;
+use cdi_worker::env::{ConfigError, Env, bad};
+use cdi_worker::paths::Paths;
 
 /// Where the data comes from (`IMPORTER_SOURCE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,29 +42,6 @@ pub struct Config {
     pub cache_mode_try_none: bool,
 }
 
-/// A bad environment variable.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {var}: {message}")]
-pub struct ConfigError {
-    pub var: String,
-    pub message: String,
-}
-
-fn bad(var: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var: var.to_string(),
-        message: message.into(),
-    }
-}
-
-fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "t" | "yes" => Ok(true),
-        "false" | "0" | "f" | "no" => Ok(false),
-        other => Err(bad(var, format!("{other:?} is not true or false"))),
-    }
-}
-
 impl Config {
     /// `env` reads one variable; `vars` lists all (for `IMPORTER_EXTRA_HEADER_<i>`).
     pub fn from_env(
@@ -73,11 +49,11 @@ impl Config {
         vars: &[(String, String)],
         paths: &Paths,
     ) -> Result<Config, ConfigError> {
-        let get = |n: &str| env(n).filter(|v| !v.trim().is_empty());
+        let env = Env::new(env);
+        let get = |n: &str| env.get(n);
         let source = match get("IMPORTER_SOURCE").as_deref().unwrap_or("http") {
             "http" => {
-                let url = get("IMPORTER_ENDPOINT")
-                    .ok_or_else(|| bad("IMPORTER_ENDPOINT", "is required for the http source"))?;
+                let url = env.require("IMPORTER_ENDPOINT", "for the http source")?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(bad(
                         "IMPORTER_ENDPOINT",
@@ -116,35 +92,11 @@ impl Config {
                 "archive content cannot be used with a blank disk",
             ));
         }
-        let image_size = get("IMPORTER_IMAGE_SIZE")
-            .map(|v| {
-                parse_quantity(&v)
-                    .ok_or_else(|| bad("IMPORTER_IMAGE_SIZE", format!("{v:?} is not a size")))
-            })
-            .transpose()?;
-        let filesystem_overhead = match get("FILESYSTEM_OVERHEAD") {
-            None => 0.0,
-            Some(v) => v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|o| (0.0..1.0).contains(o))
-                .ok_or_else(|| {
-                    bad(
-                        "FILESYSTEM_OVERHEAD",
-                        format!("{v:?} is not a fraction between 0 and 1"),
-                    )
-                })?,
-        };
+        let image_size = env.size("IMPORTER_IMAGE_SIZE")?;
+        let filesystem_overhead = env.filesystem_overhead()?;
         // Upstream requires PREALLOCATION; a missing value means false here.
-        let preallocation = get("PREALLOCATION")
-            .map(|v| parse_bool("PREALLOCATION", &v))
-            .transpose()?
-            .unwrap_or(false);
-        let insecure_tls = get("INSECURE_TLS")
-            .map(|v| parse_bool("INSECURE_TLS", &v))
-            .transpose()?
-            .unwrap_or(false);
+        let preallocation = env.bool("PREALLOCATION", false)?;
+        let insecure_tls = env.bool("INSECURE_TLS", false)?;
         let basic_auth = match (get("IMPORTER_ACCESS_KEY_ID"), get("IMPORTER_SECRET_KEY")) {
             (Some(u), Some(p)) => Some((u, p)),
             (None, None) => None,

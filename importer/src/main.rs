@@ -3,28 +3,20 @@
 //! termination message (plus a machine-readable reason) and exit code.
 
 mod config;
-mod metrics;
-mod paths;
 mod run;
-mod size;
-mod termination;
 
 use std::process::ExitCode;
 
+use cdi_worker::{Outcome, Paths};
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cdi_worker::init_logging();
     let env = |name: &str| std::env::var(name).ok();
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let paths = paths::Paths::from_env(&env);
+    let paths = Paths::from_env(&env);
     let outcome = match config::Config::from_env(&env, &vars, &paths) {
         Ok(cfg) => run::run(&cfg, &paths),
-        Err(e) => termination::Outcome::failure_text(
+        Err(e) => Outcome::failure_text(
             format!("Unable to process data: {e}"),
             "InvalidConfiguration",
             true,

@@ -80,7 +80,19 @@ pub(crate) fn decode(
         report.image_format = Some(first);
         check_choice(cfg, first)?;
         match first {
-            Format::Raw => report.image_size = raw::stream_chunks(input, cfg, out)?,
+            Format::Raw => {
+                // A raw stream of announced length is the image itself: refuse it before any
+                // byte is written when it cannot fit.
+                if let (Some(len), Some(capacity)) = (cfg.source_len, cfg.capacity)
+                    && len > capacity
+                {
+                    return Err(Error::TooLarge {
+                        needed: len,
+                        capacity,
+                    });
+                }
+                report.image_size = raw::stream_chunks(input, cfg, out)?
+            }
             Format::Qcow2 => qcow2::convert(qcow2::Input::Chunks(input), cfg, out, &mut report)?,
             other => {
                 return Err(Error::UnsupportedFormat {

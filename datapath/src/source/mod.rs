@@ -1,10 +1,12 @@
-//! Where image bytes come from: a local file, standard input, or an HTTP(S) URL. A source
+//! Where image bytes come from: a local file, standard input, an HTTP(S) URL, or bytes pushed
+//! in by an upload. A source
 //! yields chunks in order; some can also read at any offset, which the qcow2 converter uses
 //! instead of keeping early clusters in memory.
 
 mod file;
 mod http;
 mod mapped;
+mod push;
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use crate::error::Error;
 
 pub use file::{FileSource, StdinSource};
 pub use http::{HttpOptions, HttpSource, RetryPolicy, redact};
+pub use push::{PipelineClosed, PushSender, PushSource, push_channel};
 
 /// Chunk size for sources that read into their own buffers.
 pub const CHUNK: usize = 1 << 20;

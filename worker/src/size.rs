@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-pub use cdi_crds::quantity::{parse_bytes as parse_quantity, usable_space};
+pub use cdi_quantity::{parse_bytes as parse_quantity, usable_space};
 
 /// Free bytes on the filesystem holding `dir`.
 pub fn filesystem_available(dir: &Path) -> std::io::Result<u64> {

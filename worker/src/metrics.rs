@@ -1,6 +1,9 @@
-//! Progress over HTTPS at `:8443/metrics`, with a self-signed certificate made at start, in
-//! Prometheus text format. `kubevirt_cdi_import_progress_total{ownerUID}` is the percentage of
-//! the source consumed (we convert while streaming, so it moves through the whole import).
+//! Progress in Prometheus text format, and the importer's HTTPS server for it at
+//! `:8443/metrics` (a self-signed certificate made at start). `<prefix>_progress_total{ownerUID}`
+//! is the percentage of the source consumed (we convert while streaming, so it moves through
+//! the whole transfer): `kubevirt_cdi_import_progress_total` from the importer, as upstream,
+//! and `kubevirt_cdi_upload_progress_total` from the upload server, which serves it on its own
+//! listener.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -15,8 +18,13 @@ pub struct Extra {
     pub resumes: AtomicU32,
 }
 
-/// Renders the metrics text.
-pub fn render(owner_uid: &str, progress: &Progress, extra: &Extra) -> String {
+/// The importer's metric names start with this.
+pub const IMPORT_PREFIX: &str = "kubevirt_cdi_import";
+/// The upload server's.
+pub const UPLOAD_PREFIX: &str = "kubevirt_cdi_upload";
+
+/// Renders the metrics text; every name starts with `prefix`.
+pub fn render(prefix: &str, owner_uid: &str, progress: &Progress, extra: &Extra) -> String {
     let s = progress.snapshot();
     let pct = s.percent().unwrap_or(0.0);
     let uid = owner_uid.replace('\\', "\\\\").replace('"', "\\\"");
@@ -27,28 +35,28 @@ pub fn render(owner_uid: &str, progress: &Progress, extra: &Extra) -> String {
         ));
     };
     metric(
-        "kubevirt_cdi_import_progress_total",
+        &format!("{prefix}_progress_total"),
         "The import progress in percentage",
         format!("{pct:.2}"),
     );
     metric(
-        "kubevirt_cdi_import_source_bytes_total",
+        &format!("{prefix}_source_bytes_total"),
         "Bytes read from the source",
         s.source_read.to_string(),
     );
     metric(
-        "kubevirt_cdi_import_written_bytes_total",
+        &format!("{prefix}_written_bytes_total"),
         "Image bytes written to the target",
         s.written.to_string(),
     );
     metric(
-        "kubevirt_cdi_import_hole_bytes_total",
+        &format!("{prefix}_hole_bytes_total"),
         "Image bytes left as holes",
         s.holes.to_string(),
     );
     metric(
-        "kubevirt_cdi_import_resumes_total",
-        "Downloads resumed after a dropped or stalled connection",
+        &format!("{prefix}_resumes_total"),
+        "Transfers resumed after a dropped or stalled connection",
         extra.resumes.load(Ordering::Relaxed).to_string(),
     );
     out
@@ -102,7 +110,7 @@ pub fn serve(
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("");
                 let (status, body) = if path == "/metrics" {
-                    ("200 OK", render(&uid, &progress, &extra))
+                    ("200 OK", render(IMPORT_PREFIX, &uid, &progress, &extra))
                 } else {
                     ("404 Not Found", String::new())
                 };

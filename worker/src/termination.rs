@@ -7,7 +7,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use cdi_datapath::ErrorKind;
 use serde::Serialize;
+
+use crate::target::Failure;
 
 /// Kubernetes keeps at most 4096 bytes of a termination message.
 const MAX_MESSAGE: usize = 4096;
@@ -15,6 +18,8 @@ const MAX_MESSAGE: usize = 4096;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Json {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deadline_passed: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     scratch_space_required: bool,
     preallocation_applied: bool,
@@ -42,9 +47,44 @@ pub enum Outcome {
         reason: &'static str,
         terminal: bool,
     },
+    /// An upload server whose certificates are due for replacement ended unused (exit 0): the
+    /// controller recreates its pod with fresh ones.
+    DeadlinePassed,
+}
+
+/// The termination reason for a failure of `kind`, and whether retrying cannot help.
+pub fn reason(kind: ErrorKind) -> (&'static str, bool) {
+    match kind {
+        ErrorKind::InvalidImage => ("InvalidImage", true),
+        ErrorKind::Unsupported => ("UnsupportedImage", true),
+        ErrorKind::TooLarge => ("ImageTooLarge", true),
+        ErrorKind::NotFound => ("NotFound", true),
+        ErrorKind::Auth => ("Unauthorized", true),
+        ErrorKind::Config => ("InvalidConfiguration", true),
+        ErrorKind::NoSpace => ("NoSpace", true),
+        ErrorKind::ChecksumMismatch => ("ChecksumMismatch", true),
+        ErrorKind::Network => ("TransferFailed", false),
+        ErrorKind::Io => ("IOError", false),
+    }
 }
 
 impl Outcome {
+    /// A failed worker's outcome: `prefix: error`, with the error's reason. A checksum
+    /// mismatch ends without a restart (exit 0), as upstream.
+    pub fn from_failure(failure: &Failure, prefix: &str) -> Outcome {
+        let e = &failure.error;
+        tracing::error!(error = %e, target = %failure.target_state, "{prefix}.");
+        let kind = e.kind();
+        let (reason, terminal) = reason(kind);
+        if kind == ErrorKind::ChecksumMismatch {
+            return Outcome::FailedNoRetry {
+                message: format!("{prefix}: {e}"),
+                reason,
+            };
+        }
+        Outcome::failure_text(format!("{prefix}: {e}"), reason, terminal)
+    }
+
     pub fn failure_text(text: String, reason: &'static str, terminal: bool) -> Outcome {
         Outcome::Failure {
             text,
@@ -61,13 +101,23 @@ impl Outcome {
                 preallocation_applied,
                 message,
             } => json(&Json {
+                deadline_passed: false,
                 scratch_space_required: false,
                 preallocation_applied: *preallocation_applied,
                 message: message.clone(),
                 reason: None,
                 terminal: None,
             }),
+            Outcome::DeadlinePassed => json(&Json {
+                deadline_passed: true,
+                scratch_space_required: false,
+                preallocation_applied: false,
+                message: "Deadline Passed".into(),
+                reason: None,
+                terminal: None,
+            }),
             Outcome::FailedNoRetry { message, reason } => json(&Json {
+                deadline_passed: false,
                 scratch_space_required: false,
                 preallocation_applied: false,
                 message: message.clone(),
@@ -97,8 +147,8 @@ impl Outcome {
     pub fn finish(&self, log: &Path) -> ExitCode {
         let message = self.message();
         match self {
-            Outcome::Failure { .. } => tracing::error!(message = %message, "Import failed."),
-            _ => tracing::info!(message = %message, "Import finished."),
+            Outcome::Failure { .. } => tracing::error!(message = %message, "Worker failed."),
+            _ => tracing::info!(message = %message, "Worker finished."),
         }
         if let Err(e) = std::fs::write(log, &message) {
             tracing::warn!(path = %log.display(), error = %e, "Could not write the termination message.");
@@ -123,6 +173,14 @@ mod tests {
         assert_eq!(
             o.message(),
             r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        );
+    }
+
+    #[test]
+    fn deadline_message_is_upstreams_json() {
+        assert_eq!(
+            Outcome::DeadlinePassed.message(),
+            r#"{"deadlinePassed":true,"preallocationApplied":false,"message":"Deadline Passed"}"#
         );
     }
 
