@@ -12,8 +12,9 @@ step with the API types; here they are only read to know which kinds exist), the
 - namespaced objects name the namespace of namespace.yaml, cluster-scoped ones name none;
 - every ClusterRole/Role rule has apiGroups, resources and verbs, without wildcards, and Leases
   are granted only in a Role; bindings point at roles and ServiceAccounts that exist;
-- the Deployment runs as a ServiceAccount of rbac.yaml, has the controller's env, a restricted
-  security context, resources and probes on a declared port, and its Service selects it;
+- each Deployment runs as a ServiceAccount of rbac.yaml, has its program's env, a restricted
+  security context, resources and probes on a declared port, and its Services select it;
+- each APIService is named <version>.<group> and points at a Service and port of deploy/;
 - the Containerfiles copy every workspace member, build their package with --locked, and are
   tagged as the images the Deployment uses.
 
@@ -47,14 +48,27 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "StorageClass",
     "PersistentVolume",
+    "APIService",
+}
+# Namespaces of the cluster's own that a manifest may name: bindings to the built-in Roles there.
+SYSTEM_NAMESPACES = {"kube-system"}
+# Built-in roles bindings may name: (kind, namespace of a Role, name).
+BUILTIN_ROLES = {
+    ("ClusterRole", None, "system:auth-delegator"),
+    ("Role", "kube-system", "extension-apiserver-authentication-reader"),
 }
 RBAC_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
-# What cdi-controller reads from its environment (see controller/src/main.rs).
-CONTROLLER_ENV = ["IMPORTER_IMAGE", "UPLOADSERVER_IMAGE", "CDI_NAMESPACE", "POD_NAME"]
+# What each Deployment's program reads from its environment (controller/src/main.rs,
+# apiserver/src/main.rs).
+DEPLOYMENT_ENV = {
+    "cdi-deployment": ["IMPORTER_IMAGE", "UPLOADSERVER_IMAGE", "CDI_NAMESPACE", "POD_NAME"],
+    "cdi-apiserver": ["TLS_CERT_FILE", "TLS_KEY_FILE", "SIGNING_KEY_FILE"],
+}
 # Containerfile -> the package and binary it builds.
 IMAGES = {
     "controller.Containerfile": "cdi-controller",
     "importer.Containerfile": "cdi-importer",
+    "apiserver.Containerfile": "cdi-apiserver",
 }
 
 
@@ -225,6 +239,8 @@ def check_kinds_and_namespaces(report: Report, docs: list[Doc], crds: dict) -> N
                 problems.append(f"{d.where()}: cluster-scoped but names namespace {d.namespace}")
         else:
             scoped += 1
+            if d.kind == "RoleBinding" and d.namespace in SYSTEM_NAMESPACES:
+                continue
             if d.namespace not in namespaces:
                 problems.append(
                     f"{d.where()}: namespace {d.namespace!r} is not one of {sorted(namespaces)}"
@@ -271,6 +287,7 @@ def check_rbac(report: Report, docs: list[Doc]) -> None:
     problems = []
     accounts = {(d.namespace, d.name) for d in rbac if d.kind == "ServiceAccount"}
     defined = {(d.kind, d.namespace if d.kind == "Role" else None, d.name) for d in roles}
+    defined |= BUILTIN_ROLES
     bindings = [d for d in rbac if d.kind in ("ClusterRoleBinding", "RoleBinding")]
     for b in bindings:
         ref = b.body.get("roleRef") or {}
@@ -278,7 +295,10 @@ def check_rbac(report: Report, docs: list[Doc]) -> None:
         if ref.get("apiGroup") != "rbac.authorization.k8s.io":
             problems.append(f"{b.where()}: roleRef.apiGroup is {ref.get('apiGroup')!r}")
         if (ref.get("kind"), ns, ref.get("name")) not in defined:
-            problems.append(f"{b.where()}: roleRef {ref.get('kind')} {ref.get('name')} not in rbac.yaml")
+            problems.append(
+                f"{b.where()}: roleRef {ref.get('kind')} {ref.get('name')} is neither in rbac.yaml "
+                "nor built in"
+            )
         subjects = b.body.get("subjects") or []
         if not subjects:
             problems.append(f"{b.where()}: no subjects")
@@ -295,12 +315,21 @@ def container_ports(container: dict) -> tuple[set, set]:
     return {p.get("name") for p in ports if p.get("name")}, {p.get("containerPort") for p in ports}
 
 
-def check_deployment(report: Report, docs: list[Doc]) -> dict | None:
+def check_deployments(report: Report, docs: list[Doc]) -> dict:
     deployments = [d for d in docs if d.kind == "Deployment"]
-    if len(deployments) != 1:
-        report.check("one Deployment", [f"found {len(deployments)}"])
-        return None
-    dep = deployments[0]
+    names = sorted(d.name for d in deployments)
+    if names != sorted(DEPLOYMENT_ENV):
+        report.check(f"the Deployments are {sorted(DEPLOYMENT_ENV)}", [f"found {names}"])
+    images: set = set()
+    env: dict = {}
+    for dep in deployments:
+        found = check_deployment(report, docs, dep)
+        images |= found["images"]
+        env.update(found["env"])
+    return {"images": images, "env": env}
+
+
+def check_deployment(report: Report, docs: list[Doc], dep: Doc) -> dict:
     spec = dep.body.get("spec") or {}
     template = spec.get("template") or {}
     pod = template.get("spec") or {}
@@ -335,7 +364,7 @@ def check_deployment(report: Report, docs: list[Doc]) -> dict | None:
         if not c.get("image"):
             problems.append(f"container {name}: no image")
         env = {e.get("name") for e in c.get("env") or []}
-        for wanted in CONTROLLER_ENV:
+        for wanted in DEPLOYMENT_ENV.get(dep.name, []):
             if wanted not in env:
                 problems.append(f"container {name}: env lacks {wanted}")
         sc = c.get("securityContext") or {}
@@ -363,13 +392,17 @@ def check_deployment(report: Report, docs: list[Doc]) -> dict | None:
             elif get.get("port") not in names | numbers:
                 problems.append(f"container {name}: {probe} port {get.get('port')!r} not declared")
     report.check(
-        f"Deployment {dep.name}: selector, controller env, restricted securityContext, "
+        f"Deployment {dep.name}: selector, env, restricted securityContext, "
         "resources, probes",
         problems,
     )
 
     problems = []
-    services = [d for d in docs if d.kind == "Service" and d.path == dep.path]
+    services = [
+        d
+        for d in docs
+        if d.kind == "Service" and d.path == dep.path and d.namespace == dep.namespace
+    ]
     names: set = set()
     numbers: set = set()
     for c in containers:
@@ -388,10 +421,36 @@ def check_deployment(report: Report, docs: list[Doc]) -> dict | None:
                 problems.append(f"{svc.where()}: targetPort {target!r} is not a container port")
     if not services:
         problems.append("no Service next to the Deployment")
-    report.check(f"{len(services)} Service(s) select the Deployment's pods and ports", problems)
+    report.check(
+        f"{len(services)} Service(s) select Deployment {dep.name}'s pods and ports", problems
+    )
     return {"images": {c.get("image") for c in containers}, "env": {
         e.get("name"): e.get("value") for c in containers for e in c.get("env") or []
     }}
+
+
+def check_api_services(report: Report, docs: list[Doc]) -> None:
+    services = {(d.namespace, d.name): d for d in docs if d.kind == "Service"}
+    problems: list[str] = []
+    api_services = [d for d in docs if d.kind == "APIService"]
+    for a in api_services:
+        spec = a.body.get("spec") or {}
+        group, version = spec.get("group"), spec.get("version")
+        if a.name != f"{version}.{group}":
+            problems.append(f"{a.where()}: not named <version>.<group> ({version}.{group})")
+        ref = spec.get("service") or {}
+        svc = services.get((ref.get("namespace"), ref.get("name")))
+        if svc is None:
+            problems.append(
+                f"{a.where()}: Service {ref.get('namespace')}/{ref.get('name')} is not in deploy/"
+            )
+            continue
+        ports = {p.get("port") for p in (svc.body.get("spec") or {}).get("ports") or []}
+        if ref.get("port", 443) not in ports:
+            problems.append(f"{a.where()}: port {ref.get('port', 443)} is not one of {svc.where()}")
+        if spec.get("insecureSkipTLSVerify"):
+            problems.append(f"{a.where()}: insecureSkipTLSVerify (give a caBundle instead)")
+    report.check(f"{len(api_services)} APIService(s) name a Service and port of deploy/", problems)
 
 
 def workspace_members() -> list[str]:
@@ -405,7 +464,7 @@ def workspace_members() -> list[str]:
         return re.findall(r'"([^"]+)"', m.group(1)) if m else []
 
 
-def check_containerfiles(report: Report, deployment: dict | None) -> None:
+def check_containerfiles(report: Report, deployment: dict) -> None:
     members = workspace_members()
     wanted_images = set()
     if deployment:
@@ -463,7 +522,8 @@ def main() -> int:
     check_kustomization(report, docs)
     check_kinds_and_namespaces(report, docs, crds)
     check_rbac(report, docs)
-    deployment = check_deployment(report, docs)
+    deployment = check_deployments(report, docs)
+    check_api_services(report, docs)
     check_containerfiles(report, deployment)
     if report.problems:
         print(f"\n{len(report.problems)} problem(s) in {report.checks} checks")
