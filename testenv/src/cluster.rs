@@ -93,6 +93,29 @@ impl TestCluster {
         self.kubelet.as_ref()
     }
 
+    /// Registers an aggregated API server listening on `127.0.0.1:port` (or `localhost`) for
+    /// `group`/`version`, whose serving certificate is signed by `ca_pem` and names
+    /// [`aggregation::server_name`]`(group)`, and waits until kube-apiserver reports it
+    /// `Available` (about a second). Only on the local control plane: an external cluster's
+    /// apiserver cannot reach a process on this machine.
+    ///
+    /// [`aggregation::server_name`]: crate::aggregation::server_name
+    pub async fn register_aggregated_api(
+        &self,
+        group: &str,
+        version: &str,
+        port: u16,
+        ca_pem: &str,
+    ) -> Result<(), Error> {
+        if !self.is_local() {
+            return Err(Error::Setup(format!(
+                "register_aggregated_api({group}/{version}): only the local control plane can \
+                 reach an API server on this machine; deploy it in the cluster instead"
+            )));
+        }
+        crate::aggregation::register(&self.client, group, version, port, ca_pem).await
+    }
+
     /// Creates a namespace with a generated name starting with `prefix` and returns its name.
     pub async fn create_namespace(&self, prefix: &str) -> Result<String, Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());

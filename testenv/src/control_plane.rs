@@ -22,6 +22,7 @@ pub struct ControlPlane {
     pub server: String,
     pub ca_pem: String,
     pub token: String,
+    pki: Pki,
 }
 
 impl ControlPlane {
@@ -45,6 +46,7 @@ impl ControlPlane {
             token: pki.admin_token.clone(),
             children: Vec::new(),
             dir,
+            pki: pki.clone(),
         };
         plane.launch(&bins, &pki).await?;
         Ok(plane)
@@ -66,6 +68,12 @@ impl ControlPlane {
         let child = spawn_tied(cmd).map_err(|e| Error::io(format!("start {name}"), e))?;
         self.children.push((name, child));
         Ok(())
+    }
+
+    /// The certificates and keys it runs with (e.g. the front-proxy client certificate, to
+    /// talk to an aggregated API server as kube-apiserver does).
+    pub fn pki(&self) -> &Pki {
+        &self.pki
     }
 
     async fn launch(&mut self, bins: &KubeBinaries, pki: &Pki) -> Result<(), Error> {
@@ -107,6 +115,28 @@ impl ControlPlane {
             .arg(format!(
                 "--service-account-signing-key-file={}",
                 pki.sa_private.display()
+            ))
+            // The aggregation layer: kube-apiserver proxies to aggregated API servers with this
+            // client certificate and the user in X-Remote-* headers, and publishes the CA and
+            // names in kube-system/extension-apiserver-authentication for them to check.
+            .arg(format!(
+                "--requestheader-client-ca-file={}",
+                pki.front_proxy_ca_cert.display()
+            ))
+            .arg(format!(
+                "--requestheader-allowed-names={}",
+                crate::pki::FRONT_PROXY_CLIENT
+            ))
+            .arg("--requestheader-username-headers=X-Remote-User")
+            .arg("--requestheader-group-headers=X-Remote-Group")
+            .arg("--requestheader-extra-headers-prefix=X-Remote-Extra-")
+            .arg(format!(
+                "--proxy-client-cert-file={}",
+                pki.front_proxy_client_cert.display()
+            ))
+            .arg(format!(
+                "--proxy-client-key-file={}",
+                pki.front_proxy_client_key.display()
             ))
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg("--endpoint-reconciler-type=none")

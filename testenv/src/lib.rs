@@ -4,6 +4,7 @@
 //! [`TestCluster::start`] gives a cluster: the one named by `CDI_TEST_KUBECONFIG` if set (kind,
 //! k3s, a real cluster), else a fresh local control plane. See `testenv/README.md`.
 
+pub mod aggregation;
 pub mod binaries;
 pub mod cluster;
 pub mod control_plane;

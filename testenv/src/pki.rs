@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 
 /// Files the apiserver and controller-manager are started with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pki {
     pub ca_cert: PathBuf,
     pub ca_pem: String,
@@ -15,7 +15,18 @@ pub struct Pki {
     pub sa_private: PathBuf,
     pub token_file: PathBuf,
     pub admin_token: String,
+    /// The request-header (front-proxy) CA: aggregated API servers trust requests proxied by
+    /// kube-apiserver when they come with a client certificate it signed.
+    pub front_proxy_ca_cert: PathBuf,
+    /// kube-apiserver's client certificate towards aggregated API servers (CN
+    /// [`FRONT_PROXY_CLIENT`]) and its key.
+    pub front_proxy_client_cert: PathBuf,
+    pub front_proxy_client_key: PathBuf,
 }
+
+/// The common name of kube-apiserver's front-proxy client certificate, the one name aggregated
+/// API servers are told to accept (`--requestheader-allowed-names`).
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 fn write(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, Error> {
     let path = dir.join(name);
@@ -51,6 +62,24 @@ impl Pki {
         let admin_token =
             hex::encode(rcgen::KeyPair::generate()?.public_key_raw())[..40].to_string();
 
+        // A CA of its own, as kubeadm makes it: certificates from the cluster CA must not be able
+        // to assert identities to aggregated API servers.
+        let front_key = rcgen::KeyPair::generate()?;
+        let mut front_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        front_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        front_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cdi-rs testenv front-proxy CA");
+        let front_ca = front_params.self_signed(&front_key)?;
+        let client_key = rcgen::KeyPair::generate()?;
+        let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, FRONT_PROXY_CLIENT);
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let front_issuer = rcgen::Issuer::from_params(&front_params, &front_key);
+        let front_client = client_params.signed_by(&client_key, &front_issuer)?;
+
         Ok(Pki {
             ca_cert: write(dir, "ca.crt", &ca.pem())?,
             ca_pem: ca.pem(),
@@ -64,6 +93,13 @@ impl Pki {
                 &format!("{admin_token},admin,admin-uid,system:masters\n"),
             )?,
             admin_token,
+            front_proxy_ca_cert: write(dir, "front-proxy-ca.crt", &front_ca.pem())?,
+            front_proxy_client_cert: write(dir, "front-proxy-client.crt", &front_client.pem())?,
+            front_proxy_client_key: write(
+                dir,
+                "front-proxy-client.key",
+                &client_key.serialize_pem(),
+            )?,
         })
     }
 }
