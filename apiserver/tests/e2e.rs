@@ -1,0 +1,400 @@
+//! cdi-apiserver end to end: the binary runs on 127.0.0.1 with a signing key and a serving
+//! certificate made here, is registered with a real kube-apiserver through the aggregation
+//! layer (testenv's `register_aggregated_api`), and is used as clients use it: through
+//! kube-apiserver, which authenticates the user and proxies the request with its front-proxy
+//! client certificate. Needs the local control plane (an external cluster cannot reach a
+//! process on this machine), so with `CDI_TEST_KUBECONFIG` set these tests only say so.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cdi_apiserver::discovery::{GROUP, VERSION};
+use cdi_crds::UploadTokenRequest;
+use cdi_testenv::TestCluster;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use support::Ca;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match cdi_testenv::wait::eventually(what, TIMEOUT, check).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The cdi-apiserver process, stopped on drop; its log is printed if the test panicked.
+struct ApiServerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for ApiServerProcess {
+    fn drop(&mut self) {
+        cdi_testenv::process::stop(&mut self.child, Duration::from_secs(5));
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- cdi-apiserver log ---\n{log}");
+        }
+    }
+}
+
+struct Env {
+    // Field order is drop order: the server stops before the cluster.
+    _server: ApiServerProcess,
+    cluster: TestCluster,
+    client: Client,
+    namespace: String,
+    port: u16,
+    serving_ca: Ca,
+    /// The signing key's public half, as cdi-uploadproxy would read it.
+    public_key_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A local cluster with cdi-apiserver registered as `v1beta1.upload.cdi.kubevirt.io`, and a
+/// namespace; `None` on an external cluster.
+async fn env() -> Option<Env> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let cluster = match TestCluster::start(BTreeMap::new()).await {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    if !cluster.is_local() {
+        eprintln!("cdi-apiserver e2e: skipped, it needs the local control plane");
+        return None;
+    }
+    let client = cluster.client();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let key_file = dir.path().join("id_rsa");
+    std::fs::write(&key_file, signing.serialize_pem()).expect("write key");
+    let serving_ca = Ca::new("cdi-apiserver-signer");
+    let serving = serving_ca.server(&[&cdi_testenv::aggregation::server_name(GROUP), "localhost"]);
+    let (cert_file, tls_key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, &serving.cert_pem).expect("write cert");
+    std::fs::write(&tls_key_file, &serving.key_pem).expect("write key");
+
+    let port = cdi_testenv::process::free_port().expect("free port");
+    let log = dir.path().join("cdi-apiserver.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-apiserver"));
+    cmd.arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--tls-cert-file={}", cert_file.display()))
+        .arg(format!("--tls-key-file={}", tls_key_file.display()))
+        .arg(format!("--signing-key={}", key_file.display()))
+        .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out);
+    let server = ApiServerProcess {
+        child: cdi_testenv::process::spawn_tied(cmd).expect("start cdi-apiserver"),
+        log,
+    };
+
+    // Ready once it has read the request-header settings; only then can the aggregator's
+    // first availability check succeed.
+    let probe = https_client(&serving_ca, None);
+    eventually("cdi-apiserver /readyz", || async {
+        let r = probe
+            .get(format!("https://localhost:{port}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    if let Err(e) = cluster
+        .register_aggregated_api(GROUP, VERSION, port, &serving_ca.pem)
+        .await
+    {
+        panic!("{e}");
+    }
+    let namespace = cluster.create_namespace("upload").await.expect("namespace");
+    Some(Env {
+        _server: server,
+        client,
+        namespace,
+        port,
+        serving_ca,
+        public_key_pem: signing.public_key_pem(),
+        cluster,
+        _dir: dir,
+    })
+}
+
+/// A client trusting `ca` for the server, presenting `identity` (cert and key files) if given.
+fn https_client(ca: &Ca, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+        roots.add(cert.expect("PEM")).expect("root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .expect("cert file")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("PEM");
+            let key = PrivateKeyDer::from_pem_file(key).expect("key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client cert")
+        }
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()
+        .expect("client")
+}
+
+/// A client acting as `user` (the admin impersonates it), with `extra` attributes.
+async fn client_as(env: &Env, user: &str, extra: &[(&str, &str)]) -> Client {
+    let mut config = cdi_testenv::kube_config(env.cluster.kubeconfig())
+        .await
+        .expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    if !extra.is_empty() {
+        config.auth_info.impersonate_user_extra = Some(
+            extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
+        );
+    }
+    Client::try_from(config).expect("client")
+}
+
+async fn request_token(client: &Client, namespace: &str, pvc: &str) -> Result<String, kube::Error> {
+    let api: Api<UploadTokenRequest> = Api::namespaced(client.clone(), namespace);
+    let created = api
+        .create(
+            &PostParams::default(),
+            &UploadTokenRequest::new("token-for-virtctl", pvc),
+        )
+        .await?;
+    Ok(created
+        .status
+        .and_then(|s| s.token)
+        .expect("a token in status"))
+}
+
+fn user_binding(namespace: &str, name: &str, user: &str, role: RoleRef) -> RoleBinding {
+    RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        role_ref: role,
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            name: user.to_owned(),
+            namespace: None,
+        }]),
+    }
+}
+
+/// Creates the aggregated ClusterRoles of `deploy/rbac.yaml` (those labelled to aggregate into
+/// `admin` or `edit`).
+async fn apply_aggregated_roles(client: &Client) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
+    let text = std::fs::read_to_string(&path).expect("deploy/rbac.yaml");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(&text).expect("parses");
+    let api: Api<ClusterRole> = Api::all(client.clone());
+    let mut applied = 0;
+    for doc in docs.into_iter().filter(|d| d["kind"] == "ClusterRole") {
+        let labels = &doc["metadata"]["labels"];
+        if labels["rbac.authorization.k8s.io/aggregate-to-admin"] != "true"
+            && labels["rbac.authorization.k8s.io/aggregate-to-edit"] != "true"
+        {
+            continue;
+        }
+        let role: ClusterRole = serde_json::from_value(doc).expect("ClusterRole");
+        api.create(&PostParams::default(), &role)
+            .await
+            .expect("create the aggregated ClusterRole");
+        applied += 1;
+    }
+    assert_eq!(
+        applied, 2,
+        "deploy/rbac.yaml should aggregate into admin and edit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_gets_a_token_for_the_claim_that_the_validator_accepts() {
+    let Some(env) = env().await else { return };
+
+    let token = request_token(&env.client, &env.namespace, "disk")
+        .await
+        .expect("the admin may create uploadtokenrequests");
+
+    let validator =
+        cdi_token::Validator::from_public_pem(env.public_key_pem.as_bytes()).expect("public key");
+    let payload = validator
+        .validate(&token, SystemTime::now())
+        .expect("a valid upload token");
+    assert_eq!(payload.operation, cdi_token::Operation::Upload);
+    assert_eq!(payload.name, "disk");
+    assert_eq!(payload.namespace, env.namespace);
+    assert_eq!(payload.resource.resource, "persistentvolumeclaims");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_shows_a_namespaced_create_only_resource_and_openapi_still_aggregates() {
+    let Some(env) = env().await else { return };
+
+    let group = kube::discovery::group(&env.client, GROUP)
+        .await
+        .expect("the group is discovered");
+    let (resource, caps) = group
+        .recommended_resources()
+        .into_iter()
+        .find(|(r, _)| r.plural == "uploadtokenrequests")
+        .expect("uploadtokenrequests is listed");
+    assert_eq!(resource.kind, "UploadTokenRequest");
+    assert_eq!(resource.version, VERSION);
+    assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+    assert!(caps.supports_operation(kube::discovery::verbs::CREATE));
+    assert!(!caps.supports_operation(kube::discovery::verbs::LIST));
+
+    // The aggregator takes our 404 for /openapi/v2 and /openapi/v3 as "no spec": the cluster's
+    // documents are still served, and the APIService stays Available.
+    for path in ["/openapi/v2", "/openapi/v3"] {
+        let mut request = http::Request::new(Vec::new());
+        *request.uri_mut() = http::Uri::from_static(path);
+        let text = env.client.request_text(request).await.expect(path);
+        assert!(!text.is_empty(), "{path}");
+    }
+    if let Err(e) = env
+        .cluster
+        .register_aggregated_api(GROUP, VERSION, env.port, &env.serving_ca.pem)
+        .await
+    {
+        panic!("still Available: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_decides_who_gets_a_token() {
+    let Some(env) = env().await else { return };
+    let ns = env.namespace.as_str();
+
+    // bob may read pods and nothing else.
+    let reader = Role {
+        metadata: ObjectMeta {
+            name: Some("pod-reader".into()),
+            namespace: Some(ns.into()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["pods".into()]),
+            verbs: vec!["get".into()],
+            ..PolicyRule::default()
+        }]),
+    };
+    Api::<Role>::namespaced(env.client.clone(), ns)
+        .create(&PostParams::default(), &reader)
+        .await
+        .expect("Role");
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), ns);
+    let role_ref = |kind: &str, name: &str| RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: kind.into(),
+        name: name.into(),
+    };
+    bindings
+        .create(
+            &PostParams::default(),
+            &user_binding(ns, "bob-reads-pods", "bob", role_ref("Role", "pod-reader")),
+        )
+        .await
+        .expect("RoleBinding");
+    // carol edits the namespace: deploy/rbac.yaml's aggregated rules give edit the create.
+    apply_aggregated_roles(&env.client).await;
+    bindings
+        .create(
+            &PostParams::default(),
+            &user_binding(ns, "carol-edits", "carol", role_ref("ClusterRole", "edit")),
+        )
+        .await
+        .expect("RoleBinding");
+
+    let bob = client_as(&env, "bob", &[]).await;
+    let denied = request_token(&bob, ns, "disk")
+        .await
+        .expect_err("bob is refused");
+    let kube::Error::Api(status) = denied else {
+        panic!("not an API error: {denied}");
+    };
+    assert_eq!(status.code, 403, "{status:?}");
+    assert!(
+        status
+            .message
+            .contains("User \"bob\" cannot create resource \"uploadtokenrequests\""),
+        "{}",
+        status.message
+    );
+
+    // Extra attributes travel as X-Remote-Extra-* headers into our SubjectAccessReview.
+    let carol = client_as(&env, "carol", &[("scopes", "upload")]).await;
+    let token = eventually("carol's token (edit aggregates the rule)", || async {
+        request_token(&carol, ns, "disk").await.ok()
+    })
+    .await;
+    assert!(!token.is_empty());
+
+    // kube-apiserver refuses bob before proxying; our own SubjectAccessReview refuses him too
+    // when his identity reaches us with the front-proxy certificate.
+    let pki = env.cluster.control_plane().expect("local").pki();
+    let front_proxy = https_client(
+        &env.serving_ca,
+        Some((&pki.front_proxy_client_cert, &pki.front_proxy_client_key)),
+    );
+    let url = format!(
+        "https://localhost:{}/apis/{GROUP}/{VERSION}/namespaces/{ns}/uploadtokenrequests",
+        env.port
+    );
+    for (user, expected) in [("bob", 403), ("carol", 200)] {
+        let response = front_proxy
+            .post(&url)
+            .header("X-Remote-User", user)
+            .header("X-Remote-Group", "system:authenticated")
+            .header("Content-Type", "application/json")
+            .body(r#"{"spec":{"pvcName":"disk"}}"#)
+            .send()
+            .await
+            .expect("direct request");
+        let code = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(code, expected, "{user}: {body}");
+    }
+}
