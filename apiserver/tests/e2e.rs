@@ -2,8 +2,10 @@
 //! certificate made here, is registered with a real kube-apiserver through the aggregation
 //! layer (testenv's `register_aggregated_api`), and is used as clients use it: through
 //! kube-apiserver, which authenticates the user and proxies the request with its front-proxy
-//! client certificate. Needs the local control plane (an external cluster cannot reach a
-//! process on this machine), so with `CDI_TEST_KUBECONFIG` set these tests only say so.
+//! client certificate. The server runs as ServiceAccount `cdi-apiserver` with exactly the RBAC of
+//! `deploy/rbac.yaml`, which proves it suffices. Needs the local control plane (an external
+//! cluster cannot reach a process on this machine), so with `CDI_TEST_KUBECONFIG` set these
+//! tests only say so.
 
 mod support;
 
@@ -16,7 +18,11 @@ use std::time::{Duration, SystemTime};
 use cdi_apiserver::discovery::{GROUP, VERSION};
 use cdi_crds::UploadTokenRequest;
 use cdi_testenv::TestCluster;
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use rustls::pki_types::pem::PemObject;
@@ -83,6 +89,9 @@ async fn env() -> Option<Env> {
     }
     let client = cluster.client();
     let dir = tempfile::tempdir().expect("tempdir");
+    let server_namespace = cluster.create_namespace("cdi").await.expect("namespace");
+    apply_apiserver_rbac(&client, &server_namespace).await;
+    let kubeconfig = service_account_kubeconfig(&cluster, &server_namespace, dir.path()).await;
 
     let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
     let key_file = dir.path().join("id_rsa");
@@ -101,7 +110,7 @@ async fn env() -> Option<Env> {
         .arg(format!("--tls-cert-file={}", cert_file.display()))
         .arg(format!("--tls-key-file={}", tls_key_file.display()))
         .arg(format!("--signing-key={}", key_file.display()))
-        .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
@@ -220,32 +229,113 @@ fn user_binding(namespace: &str, name: &str, user: &str, role: RoleRef) -> RoleB
     }
 }
 
-/// Creates the aggregated ClusterRoles of `deploy/rbac.yaml` (those labelled to aggregate into
-/// `admin` or `edit`).
-async fn apply_aggregated_roles(client: &Client) {
+/// The ServiceAccount the server runs as in `deploy/`.
+const SERVICE_ACCOUNT: &str = "cdi-apiserver";
+
+/// Creates cdi-apiserver's part of `deploy/rbac.yaml`: its ServiceAccount (in `namespace`
+/// instead of `cdi`), the bindings naming it, and the ClusterRoles aggregated into `admin` and
+/// `edit`.
+async fn apply_apiserver_rbac(client: &Client, namespace: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
     let text = std::fs::read_to_string(&path).expect("deploy/rbac.yaml");
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(&text).expect("parses");
-    let api: Api<ClusterRole> = Api::all(client.clone());
-    let mut applied = 0;
-    for doc in docs.into_iter().filter(|d| d["kind"] == "ClusterRole") {
-        let labels = &doc["metadata"]["labels"];
-        if labels["rbac.authorization.k8s.io/aggregate-to-admin"] != "true"
-            && labels["rbac.authorization.k8s.io/aggregate-to-edit"] != "true"
-        {
-            continue;
+    let pp = PostParams::default();
+    let (mut bindings, mut aggregated) = (0, 0);
+    for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let names_us = doc["subjects"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == SERVICE_ACCOUNT));
+        if let Some(subjects) = doc["subjects"].as_array_mut() {
+            for s in subjects
+                .iter_mut()
+                .filter(|s| s["kind"] == "ServiceAccount")
+            {
+                s["namespace"] = serde_json::json!(namespace);
+            }
         }
-        let role: ClusterRole = serde_json::from_value(doc).expect("ClusterRole");
-        api.create(&PostParams::default(), &role)
-            .await
-            .expect("create the aggregated ClusterRole");
-        applied += 1;
+        let labels = &doc["metadata"]["labels"];
+        let aggregates = labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+            || labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true";
+        let c = client.clone();
+        match doc["kind"].as_str().unwrap_or("") {
+            "ServiceAccount" if doc["metadata"]["name"] == SERVICE_ACCOUNT => {
+                doc["metadata"]["namespace"] = serde_json::json!(namespace);
+                let sa: ServiceAccount = serde_json::from_value(doc).expect("ServiceAccount");
+                Api::<ServiceAccount>::namespaced(c, namespace)
+                    .create(&pp, &sa)
+                    .await
+                    .expect("ServiceAccount");
+            }
+            "ClusterRoleBinding" if names_us => {
+                let b: ClusterRoleBinding = serde_json::from_value(doc).expect("binding");
+                Api::<ClusterRoleBinding>::all(c)
+                    .create(&pp, &b)
+                    .await
+                    .expect("binding");
+                bindings += 1;
+            }
+            // In kube-system, as deployed: the Role it names lives there.
+            "RoleBinding" if names_us => {
+                let b: RoleBinding = serde_json::from_value(doc).expect("binding");
+                let ns = b.metadata.namespace.clone().expect("a namespace");
+                Api::<RoleBinding>::namespaced(c, &ns)
+                    .create(&pp, &b)
+                    .await
+                    .expect("binding");
+                bindings += 1;
+            }
+            "ClusterRole" if aggregates => {
+                let role: ClusterRole = serde_json::from_value(doc).expect("ClusterRole");
+                Api::<ClusterRole>::all(c)
+                    .create(&pp, &role)
+                    .await
+                    .expect("ClusterRole");
+                aggregated += 1;
+            }
+            _ => {}
+        }
     }
     assert_eq!(
-        applied, 2,
-        "deploy/rbac.yaml should aggregate into admin and edit"
+        (bindings, aggregated),
+        (2, 2),
+        "cdi-apiserver's RBAC in deploy/rbac.yaml"
     );
+}
+
+/// A kubeconfig for the cluster that authenticates as cdi-apiserver's ServiceAccount.
+async fn service_account_kubeconfig(cluster: &TestCluster, namespace: &str, dir: &Path) -> PathBuf {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(cluster.client(), namespace)
+        .create_token_request(SERVICE_ACCOUNT, &PostParams::default(), &request)
+        .await
+        .expect("a token for cdi-apiserver")
+        .status
+        .expect("token status")
+        .token;
+    let mut kubeconfig =
+        kube::config::Kubeconfig::read_from(cluster.kubeconfig()).expect("cluster kubeconfig");
+    for user in &mut kubeconfig.auth_infos {
+        user.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.clone().into()),
+            ..kube::config::AuthInfo::default()
+        });
+    }
+    let path = dir.join("cdi-apiserver.kubeconfig");
+    // JSON is YAML: kubeconfig readers take it as is.
+    std::fs::write(
+        &path,
+        serde_json::to_string(&kubeconfig).expect("serialises"),
+    )
+    .expect("write kubeconfig");
+    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +429,6 @@ async fn rbac_decides_who_gets_a_token() {
         .await
         .expect("RoleBinding");
     // carol edits the namespace: deploy/rbac.yaml's aggregated rules give edit the create.
-    apply_aggregated_roles(&env.client).await;
     bindings
         .create(
             &PostParams::default(),

@@ -19,6 +19,7 @@ struct Running {
     base: String,
     serving_ca: Ca,
     tls: Arc<Tls>,
+    files: ServingFiles,
     auth: watch::Sender<Option<Arc<RequestHeaderConfig>>>,
     _stop: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
@@ -96,6 +97,7 @@ async fn start(front_proxy_ca: &Ca) -> Running {
         base: format!("https://localhost:{port}"),
         serving_ca,
         tls,
+        files,
         auth,
         _stop: stop,
         _dir: dir,
@@ -195,6 +197,30 @@ async fn after_the_ca_is_replaced_only_the_new_one_is_trusted() {
     );
     let new_client = server.client(Some(&new.client("front-proxy-client")));
     let (status, body) = get(&new_client, format!("{}/apis", server.base))
+        .await
+        .expect("request");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn new_connections_get_a_replaced_serving_certificate() {
+    let front = Ca::new("front-proxy CA");
+    let mut server = start(&front).await;
+    let identity = front.client("front-proxy-client");
+
+    let renewed_ca = Ca::new("renewed serving CA");
+    let renewed = renewed_ca.server(&["localhost"]);
+    std::fs::write(&server.files.cert, &renewed.cert_pem).expect("write");
+    std::fs::write(&server.files.key, &renewed.key_pem).expect("write");
+    let serving = server.files.load().expect("renewed pair");
+    server.tls.set_serving(serving).expect("usable");
+
+    // A fresh client that trusts only the old CA no longer verifies the server.
+    let stale = server.client(Some(&identity));
+    assert!(get(&stale, format!("{}/apis", server.base)).await.is_err());
+    server.serving_ca = renewed_ca;
+    let current = server.client(Some(&identity));
+    let (status, body) = get(&current, format!("{}/apis", server.base))
         .await
         .expect("request");
     assert_eq!(status, 200, "{body}");
