@@ -33,7 +33,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Upstream answers a token request with 200 OK (not 201 Created: nothing is created);
 /// clients accept either.
-pub const CREATED: StatusCode = StatusCode::OK;
+pub const CREATE_STATUS: StatusCode = StatusCode::OK;
 
 /// The request-header settings as last read from the cluster; `None` until the first read.
 pub type AuthConfig = watch::Receiver<Option<Arc<RequestHeaderConfig>>>;
@@ -177,7 +177,7 @@ async fn create_upload_token(
     tracing::info!(user = %user.username, namespace, pvc = %request.spec.pvc_name, "Upload token issued.");
     request.metadata.namespace = Some(namespace);
     request.status = Some(UploadTokenRequestStatus { token: Some(token) });
-    Ok((CREATED, Json(request)).into_response())
+    Ok((CREATE_STATUS, Json(request)).into_response())
 }
 
 /// A namespace is a DNS label (what kube-apiserver would accept in the path).

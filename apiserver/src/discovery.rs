@@ -78,7 +78,7 @@ pub fn api_resource_list() -> APIResourceList {
 /// `GET /`: the paths this server answers, as kube-apiserver lists its own.
 pub fn root_paths() -> serde_json::Value {
     serde_json::json!({
-        "paths": ["/apis", group_path(), version_path(), "/healthz", "/readyz"],
+        "paths": ["/apis", group_path(), version_path(), "/healthz", "/livez", "/readyz"],
     })
 }
 
