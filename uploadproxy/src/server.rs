@@ -1,0 +1,110 @@
+//! Serving the router over TLS: one task per connection, the TLS configuration read afresh
+//! for each (so a renewed certificate is used by the next connection), HTTP/1.1 and HTTP/2,
+//! bounded header size and header-read time, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::reload::Reloadable;
+
+/// Limits on clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Longest TLS handshake.
+    pub tls_handshake: Duration,
+    /// Longest wait for a request's headers (HTTP/1.1; slow-loris clients).
+    pub header_read: Duration,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may run on after shutdown was asked for.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            tls_handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `router` on `listener` with TLS from `tls` until `shutdown` completes, then lets
+/// in-flight requests finish (up to `limits.shutdown_grace`).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Reloadable<ServerConfig>,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, mostly: back off instead of spinning.
+                warn!(error = %e, "Accepting a connection failed.");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = TlsAcceptor::from(Arc::clone(&tls.current()));
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(limits.tls_handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "TLS handshake failed.");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TLS handshake timed out.");
+                        return;
+                    }
+                };
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .max_buf_size(limits.max_header_bytes.max(8192));
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+            if let Err(e) = watcher.watch(connection).await {
+                debug!(%peer, error = %e, "Connection ended with an error.");
+            }
+        });
+    }
+    info!("Shutting down: no new connections; waiting for uploads in flight.");
+    tokio::select! {
+        () = graceful.shutdown() => info!("All connections closed."),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            warn!("Shutdown grace period over; closing the remaining connections.");
+        }
+    }
+}
