@@ -63,12 +63,21 @@ RBAC_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "de
 DEPLOYMENT_ENV = {
     "cdi-deployment": ["IMPORTER_IMAGE", "UPLOADSERVER_IMAGE", "CDI_NAMESPACE", "POD_NAME"],
     "cdi-apiserver": ["TLS_CERT_FILE", "TLS_KEY_FILE", "SIGNING_KEY_FILE"],
+    "cdi-uploadproxy": [
+        "SERVER_CERT_FILE",
+        "SERVER_KEY_FILE",
+        "UPLOAD_CLIENT_CERT_FILE",
+        "UPLOAD_CLIENT_KEY_FILE",
+        "UPLOAD_SERVER_CA_FILE",
+        "APISERVER_PUBLIC_KEY_FILE",
+    ],
 }
 # Containerfile -> the package and binary it builds.
 IMAGES = {
     "controller.Containerfile": "cdi-controller",
     "importer.Containerfile": "cdi-importer",
     "apiserver.Containerfile": "cdi-apiserver",
+    "uploadproxy.Containerfile": "cdi-uploadproxy",
 }
 
 
