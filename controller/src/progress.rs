@@ -13,8 +13,9 @@ use crate::worker::importer::METRICS_PORT;
 pub const STANDIN_PORTS_ANNOTATION: &str = "kubelet-standin.cdi-rs.io/ports";
 
 /// The metrics carrying a progress percentage.
-const PROGRESS_METRICS: [&str; 2] = [
+const PROGRESS_METRICS: [&str; 3] = [
     "kubevirt_cdi_import_progress_total",
+    "kubevirt_cdi_upload_progress_total",
     "kubevirt_cdi_clone_progress_total",
 ];
 

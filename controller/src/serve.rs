@@ -124,6 +124,7 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> Res
     let durations = CertDurations::default();
     let certs =
         Arc::new(UploadCertificates::ensure(&client, &settings.namespace, durations).await?);
+    crate::certs::client_secret::ensure(&client, &settings.namespace, &certs).await?;
     let (stores, reflectors) = Stores::start(&client);
     tokio::spawn(reflectors);
     stores
@@ -141,6 +142,11 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> Res
             tokio::time::sleep(Duration::from_secs(600)).await;
             if let Err(e) = certs.refresh(&refresh_client, &namespace).await {
                 tracing::warn!(error = %e, "Could not refresh the upload certificate authorities.");
+            }
+            if let Err(e) =
+                crate::certs::client_secret::ensure(&refresh_client, &namespace, &certs).await
+            {
+                tracing::warn!(error = %e, "Could not refresh the upload proxy's client certificate.");
             }
         }
     });

@@ -34,22 +34,23 @@ where
     }
 }
 
-/// The `cdi-importer` binary next to ours, built if this test run did not build it.
-fn importer_binary() -> PathBuf {
+/// The worker binary `name` (package and binary of one name) next to ours, built if this test
+/// run did not build it.
+fn worker_binary(name: &str) -> PathBuf {
     let controller = PathBuf::from(env!("CARGO_BIN_EXE_cdi-controller"));
     let dir = controller.parent().expect("target dir").to_path_buf();
-    let importer = dir.join("cdi-importer");
-    if !importer.exists() {
+    let binary = dir.join(name);
+    if !binary.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "cdi-importer", "--bin", "cdi-importer"]);
+        cmd.args(["build", "-p", name, "--bin", name]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p cdi-importer failed");
+        assert!(status.success(), "cargo build -p {name} failed");
     }
-    importer
+    binary
 }
 
 /// A cluster with our CRDs, and a namespace for the controller.
@@ -61,11 +62,19 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(&["cdi-importer"]).await
+}
+
+/// A cluster whose kubelet stand-in runs the given worker binaries as their images.
+async fn env_with(workers: &[&str]) -> Env {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn")
         .with_test_writer()
         .try_init();
-    let binaries = BTreeMap::from([("cdi-importer".to_string(), importer_binary())]);
+    let binaries: BTreeMap<String, PathBuf> = workers
+        .iter()
+        .map(|w| (w.to_string(), worker_binary(w)))
+        .collect();
     let cluster = match TestCluster::start(binaries).await {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
@@ -752,4 +761,96 @@ async fn a_restarted_controller_picks_up_where_it_was() {
         !log.to_lowercase().contains("forbidden"),
         "the controller lacked a permission:\n{log}"
     );
+}
+
+/// A client of the upload server behind `pod`, as the upload proxy is one: the controller's
+/// proxy client certificate, the server signer's bundle, the Service's name resolved to the
+/// port the kubelet stand-in serves the pod's 8443 on.
+async fn upload_client(env: &Env, pod: &Pod) -> (reqwest::Client, String) {
+    let secret = Api::<Secret>::namespaced(env.client.clone(), &env.cdi_namespace)
+        .get("cdi-uploadserver-client-cert")
+        .await
+        .expect("the proxy's client certificate Secret");
+    let data = secret.data.expect("data");
+    let identity = [data["tls.crt"].0.clone(), data["tls.key"].0.clone()].concat();
+    let bundle = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        env.client.clone(),
+        &env.cdi_namespace,
+    )
+    .get("cdi-uploadserver-signer-bundle")
+    .await
+    .expect("server signer bundle");
+    let ca = bundle.data.expect("bundle data")["ca-bundle.crt"].clone();
+    let ports: BTreeMap<String, u16> =
+        serde_json::from_str(&pod.annotations()["kubelet-standin.cdi-rs.io/ports"])
+            .expect("ports annotation");
+    let ns = pod.namespace().expect("namespace");
+    let host = format!("cdi-upload-dv-up.{ns}.svc");
+    let client = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca.as_bytes()).expect("ca"))
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .resolve(&host, ([127, 0, 0, 1], ports["8443"]).into())
+        .build()
+        .expect("client");
+    (client, format!("https://{host}:{}", ports["8443"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_datavolume_goes_ready_then_succeeded_through_the_upload_server() {
+    let env = env_with(&["cdi-importer", "cdi-uploadserver"]).await;
+    if !env.cluster.is_local() {
+        return; // The upload pod is reached through the stand-in's port mapping.
+    }
+    let _controller = start_controller(&env, "cdi-controller-upload");
+    let ns = env
+        .cluster
+        .create_namespace("e2e-upload")
+        .await
+        .expect("namespace");
+    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &dvs,
+        &data_volume(
+            "dv-up",
+            json!({ "source": { "upload": {} }, "storage": storage_1gi() }),
+        ),
+    )
+    .await;
+    wait_phase(&dvs, "dv-up", DataVolumePhase::UploadReady).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    let pod = pods.get("cdi-upload-dv-up").await.expect("upload pod");
+    let (client, base) = upload_client(&env, &pod).await;
+    let (image, raw) = qcow2_image();
+    let body = gzip(&image);
+    let response = eventually("the upload server to take the upload", || {
+        let (client, base, body) = (client.clone(), base.clone(), body.clone());
+        async move {
+            client
+                .post(format!("{base}/v1beta1/upload"))
+                .header(
+                    "x-cdi-checksum",
+                    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body))),
+                )
+                .body(body)
+                .send()
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let dv = wait_phase(&dvs, "dv-up", DataVolumePhase::Succeeded).await;
+    assert_eq!(
+        dv.status.and_then(|s| s.progress).as_deref(),
+        Some("100.0%")
+    );
+    let reasons = event_reasons(&env.client, &ns, "dv-up").await;
+    for want in ["UploadScheduled", "UploadReady", "UploadSucceeded"] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no {want} event: {reasons:?}"
+        );
+    }
+    assert_image(&env, &ns, "dv-up", &raw, GIB).await;
+    pod_gone(&env.client, &ns, "cdi-upload-dv-up").await;
 }

@@ -53,6 +53,28 @@ fn versions(
     }
 }
 
+/// The IANA name of a TLS 1.2 suite given by its IANA or OpenSSL name (CDIConfig's
+/// `tlsSecurityProfile` uses OpenSSL's, `ECDHE-RSA-AES128-GCM-SHA256`).
+fn iana_name(name: &str) -> String {
+    let name = name.trim();
+    if name.starts_with("TLS_") {
+        return name.to_ascii_uppercase();
+    }
+    let Some(rest) = name.strip_prefix("ECDHE-") else {
+        return name.to_ascii_uppercase();
+    };
+    let Some((auth, cipher)) = rest.split_once('-') else {
+        return name.to_ascii_uppercase();
+    };
+    let cipher = match cipher {
+        "AES128-GCM-SHA256" => "AES_128_GCM_SHA256",
+        "AES256-GCM-SHA384" => "AES_256_GCM_SHA384",
+        "CHACHA20-POLY1305" => "CHACHA20_POLY1305_SHA256",
+        other => other,
+    };
+    format!("TLS_ECDHE_{auth}_WITH_{cipher}").to_ascii_uppercase()
+}
+
 /// The crypto provider, limited to the TLS 1.2 suites named in `ciphers` (TLS 1.3 suites are
 /// always kept, as Go does). Unknown names are skipped; none known is an error.
 fn provider(ciphers: &[String]) -> Result<rustls::crypto::CryptoProvider, TlsError> {
@@ -60,9 +82,10 @@ fn provider(ciphers: &[String]) -> Result<rustls::crypto::CryptoProvider, TlsErr
     if ciphers.is_empty() {
         return Ok(provider);
     }
+    let wanted: Vec<String> = ciphers.iter().map(|c| iana_name(c)).collect();
     let named = |s: &rustls::SupportedCipherSuite| {
         let name = format!("{:?}", s.suite());
-        ciphers.iter().any(|c| c.eq_ignore_ascii_case(&name))
+        wanted.iter().any(|c| c.eq_ignore_ascii_case(&name))
     };
     let tls12: Vec<_> = provider
         .cipher_suites
@@ -147,6 +170,25 @@ mod tests {
                 .any(|s| s.version() == &rustls::version::TLS13)
         );
         assert!(provider(&["TLS_NOT_A_SUITE".into()]).is_err());
+    }
+
+    #[test]
+    fn openssl_names_from_the_intermediate_profile_are_understood() {
+        let profile = "TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384,TLS_CHACHA20_POLY1305_SHA256,\
+            ECDHE-ECDSA-AES128-GCM-SHA256,ECDHE-RSA-AES128-GCM-SHA256,ECDHE-ECDSA-AES256-GCM-SHA384,\
+            ECDHE-RSA-AES256-GCM-SHA384,ECDHE-ECDSA-CHACHA20-POLY1305,ECDHE-RSA-CHACHA20-POLY1305,\
+            DHE-RSA-AES128-GCM-SHA256,DHE-RSA-AES256-GCM-SHA384";
+        let names: Vec<String> = profile.split(',').map(|s| s.trim().to_owned()).collect();
+        let p = provider(&names).expect("the profile's suites");
+        let tls12 = p
+            .cipher_suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .count();
+        assert_eq!(
+            tls12, 6,
+            "every ECDHE suite of the profile; rustls has no DHE"
+        );
     }
 
     #[test]

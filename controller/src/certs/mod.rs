@@ -18,6 +18,7 @@
 //! `authority` holds the certificate work itself (generating, signing, bundles), with no I/O.
 
 mod authority;
+pub mod client_secret;
 mod store;
 #[cfg(test)]
 mod testing;
@@ -224,6 +225,21 @@ impl UploadCertificates {
             self.durations.leaf,
         )?;
         Ok((signed.cert_pem, signed.key_pem))
+    }
+
+    /// As [`client_certificate`](Self::client_certificate), with the certificate's expiry.
+    pub fn client_certificate_with_expiry(
+        &self,
+        now: SystemTime,
+    ) -> Result<(String, String, SystemTime), Error> {
+        let signed = self.read().client.sign(
+            UPLOAD_CLIENT_NAME,
+            &[],
+            Usage::Client,
+            now,
+            self.durations.leaf,
+        )?;
+        Ok((signed.cert_pem, signed.key_pem, signed.not_after))
     }
 
     /// PEM bundle of the server signer: what a client trusts to reach upload servers.

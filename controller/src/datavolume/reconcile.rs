@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cdi_crds::annotations::{import, switches};
+use cdi_crds::annotations::{import, pod as pod_ann, switches};
 use cdi_crds::{DataVolume, DataVolumePhase};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -157,10 +157,12 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
     let mut outcome = status::compute(&observed);
 
     let phase = outcome.status.phase.clone();
-    // Progress is polled only while an importer is up to answer; other changes arrive by watch.
+    // Progress is polled only while a worker is up to answer; other changes arrive by watch.
     let mut poll_progress = false;
-    if phase == Some(DataVolumePhase::ImportInProgress)
-        && let Some(claim) = &claim
+    if matches!(
+        phase,
+        Some(DataVolumePhase::ImportInProgress | DataVolumePhase::UploadReady)
+    ) && let Some(claim) = &claim
     {
         let (percent, reachable) = read_progress(ctx, &ns, claim).await;
         poll_progress = reachable;
@@ -203,19 +205,17 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
-/// The importer's progress if its metrics can be read now, and whether its pod is running
-/// (so worth asking again).
+/// The worker's (importer's or upload server's) progress if its metrics can be read now, and
+/// whether its pod is running (so worth asking again).
 async fn read_progress(
     ctx: &Context,
     ns: &str,
     claim: &PersistentVolumeClaim,
 ) -> (Option<f64>, bool) {
-    let Some(pod_name) = claim
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(import::IMPORT_POD_NAME))
-    else {
+    let Some(pod_name) = claim.metadata.annotations.as_ref().and_then(|a| {
+        a.get(import::IMPORT_POD_NAME)
+            .or_else(|| a.get(pod_ann::UPLOAD_POD_NAME))
+    }) else {
         return (None, false);
     };
     let Ok(Some(pod)) = Api::<Pod>::namespaced(ctx.client.clone(), ns)

@@ -90,6 +90,7 @@ pub fn upload_env(input: &UploadInput) -> Vec<EnvVar> {
         env("TLS_CIPHERS", input.config.tls_ciphers.join(",")),
         env("TLS_MIN_VERSION", input.config.tls_min_version.clone()),
         env("DEADLINE", rfc3339(input.deadline)),
+        env("OWNER_UID", super::importer::owner_uid(claim)),
     ];
     if block {
         vars.push(env("DESTINATION", BLOCK_DEVICE));

@@ -40,7 +40,9 @@ pub fn image_name(image: &str) -> &str {
 
 /// Resolves a container path under `root` (`/data` → `root/data`).
 fn under(root: &Path, container_path: &str) -> PathBuf {
-    root.join(container_path.trim_start_matches('/'))
+    // A trailing slash (`mountPath: /etc/tls/`, as upstream's upload pod has) would make the
+    // link's path name a directory that does not exist yet.
+    root.join(container_path.trim_start_matches('/').trim_end_matches('/'))
 }
 
 fn link(target: &Path, at: &Path) -> Result<(), Error> {
@@ -450,6 +452,12 @@ async fn service_account_token(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mount_paths_with_a_trailing_slash_link_as_the_directory() {
+        let root = std::path::Path::new("/r");
+        assert_eq!(super::under(root, "/etc/tls/"), root.join("etc/tls"));
+    }
+
     use super::image_name;
 
     #[test]
