@@ -7,6 +7,10 @@ use cdi_datapath::sink::{CacheMode, TargetOptions, ZeroMode};
 use cdi_datapath::{Checksum, FormatChoice, ImportSpec};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::upload::{
+    MAX_CHUNK, MIN_CHUNK, TlsOptions, TransferOptions, UploadRequest, normalize_url,
+};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cdictl",
@@ -22,6 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Import an image (raw, qcow2; gz/xz/zst/bz2-compressed) into a raw file or block device.
     Import(ImportArgs),
+    /// Upload an image file through CDI's upload proxy, resumably (tus): a broken connection
+    /// costs one chunk, and an interrupted run is continued by the next one.
+    Upload(UploadArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,6 +99,56 @@ pub struct ImportArgs {
     /// Progress display: a bar on a terminal, periodic lines otherwise, or none.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
+}
+
+/// How to transfer.
+#[derive(Debug, clap::Args)]
+pub struct TransferArgs {
+    /// Do not verify the server's TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Trust only the CA certificates in this PEM file for the server's certificate.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// Expected checksum of the file (md5:, sha1:, sha256: or sha512: HEX); the server checks
+    /// it before it commits the image.
+    #[arg(long)]
+    pub checksum: Option<String>,
+    /// Bytes per request, each verified on arrival (at most 64Mi).
+    #[arg(long, default_value = "16Mi")]
+    pub chunk_size: String,
+    /// Attempts in a row without progress before giving up.
+    #[arg(long, alias = "retry", default_value_t = 5)]
+    pub retries: u32,
+    /// Progress display: a bar on a terminal, periodic lines otherwise, or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UploadArgs {
+    /// The image file: raw, qcow2, or gz/xz/zst-compressed; the server converts it.
+    pub file: PathBuf,
+    /// The upload proxy's base URL (`https://` is added if there is no scheme).
+    #[arg(long)]
+    pub url: String,
+    /// The upload token: `status.token` of an UploadTokenRequest for the claim.
+    #[arg(
+        long,
+        env = "CDI_UPLOAD_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "client_cert"
+    )]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    /// Client certificate (PEM) for talking to an upload server directly over mutual TLS,
+    /// bypassing the proxy (for tests and debugging).
+    #[arg(long, value_name = "FILE", requires = "client_key", hide = true)]
+    pub client_cert: Option<PathBuf>,
+    /// The key of --client-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert", hide = true)]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,6 +228,51 @@ impl ImportArgs {
     }
 }
 
+impl TransferArgs {
+    pub fn into_options(self) -> anyhow::Result<TransferOptions> {
+        let checksum = self
+            .checksum
+            .as_deref()
+            .map(str::parse::<Checksum>)
+            .transpose()
+            .context("--checksum")?;
+        let chunk_size = parse_size(&self.chunk_size).context("--chunk-size")?;
+        if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
+            bail!(
+                "--chunk-size must be between 64Ki and 64Mi (the server verifies each chunk in memory)"
+            );
+        }
+        Ok(TransferOptions {
+            tls: TlsOptions {
+                insecure: self.insecure,
+                ca: self.ca,
+                identity: None,
+            },
+            checksum,
+            chunk_size,
+            retries: self.retries,
+            progress: self.progress,
+            state_dir: crate::upload::state::default_dir(|k| std::env::var(k).ok()),
+        })
+    }
+}
+
+impl UploadArgs {
+    pub fn into_request(self) -> anyhow::Result<UploadRequest> {
+        let url = normalize_url(&self.url)
+            .map_err(anyhow::Error::msg)
+            .context("--url")?;
+        let mut options = self.transfer.into_options()?;
+        options.tls.identity = self.client_cert.zip(self.client_key);
+        Ok(UploadRequest {
+            url,
+            file: std::path::absolute(&self.file).context("the file's path")?,
+            token: self.token.filter(|t| !t.is_empty()),
+            options,
+        })
+    }
+}
+
 fn parent_dir(dest: &Path) -> PathBuf {
     match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -215,7 +317,9 @@ mod tests {
         let argv = ["cdictl", "import", "in.qcow2", "out.raw"]
             .iter()
             .chain(args);
-        let Command::Import(import) = Cli::try_parse_from(argv).expect("parses").command;
+        let Command::Import(import) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("not an import");
+        };
         import.into_request().expect("request").target.cache
     }
 

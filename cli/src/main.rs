@@ -1,9 +1,11 @@
-//! `cdictl`: the user's command line. Raw arguments are validated into an import request, then
-//! handed to `cdi_datapath::import`; this file only parses, reports and picks the exit code.
+//! `cdictl`: the user's command line. Raw arguments are validated into a request, then handed to
+//! `cdi_datapath::import` (import) or the resumable upload client (upload); this
+//! file only parses, dispatches and picks the exit code.
 
 mod args;
 mod exit;
 mod report;
+mod upload;
 
 use std::process::ExitCode;
 
@@ -18,13 +20,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let usage = |e: anyhow::Error| {
+        eprintln!("cdictl: {e:#}");
+        ExitCode::from(exit::USAGE)
+    };
     match cli.command {
         args::Command::Import(a) => match a.into_request() {
             Ok(request) => report::run_import(request),
-            Err(e) => {
-                eprintln!("cdictl: {e:#}");
-                ExitCode::from(exit::USAGE)
-            }
+            Err(e) => usage(e),
+        },
+        args::Command::Upload(a) => match a.into_request() {
+            Ok(request) => upload::run_upload(request),
+            Err(e) => usage(e),
         },
     }
 }

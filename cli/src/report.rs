@@ -91,7 +91,7 @@ fn summary(req: &ImportRequest, r: &ImportReport) -> String {
     line
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
