@@ -3,10 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use cdi_crds::VolumeMode;
 use cdi_datapath::sink::{CacheMode, TargetOptions, ZeroMode};
 use cdi_datapath::{Checksum, FormatChoice, ImportSpec};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::imageupload::{DvOptions, ImageUploadRequest};
 use crate::upload::{
     MAX_CHUNK, MIN_CHUNK, TlsOptions, TransferOptions, UploadRequest, normalize_url,
 };
@@ -29,6 +31,9 @@ pub enum Command {
     /// Upload an image file through CDI's upload proxy, resumably (tus): a broken connection
     /// costs one chunk, and an interrupted run is continued by the next one.
     Upload(UploadArgs),
+    /// Create a DataVolume for an upload, wait until it is ready, upload the image into it and
+    /// wait until it is processed (as `virtctl image-upload`), using the kubeconfig.
+    ImageUpload(ImageUploadArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -101,7 +106,7 @@ pub struct ImportArgs {
     pub progress: ProgressArg,
 }
 
-/// How to transfer.
+/// How to transfer: shared by `upload` and `image-upload`.
 #[derive(Debug, clap::Args)]
 pub struct TransferArgs {
     /// Do not verify the server's TLS certificate.
@@ -149,6 +154,64 @@ pub struct UploadArgs {
     /// The key of --client-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "client_cert", hide = true)]
     pub client_key: Option<PathBuf>,
+}
+
+/// What `image-upload` uploads into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UploadTarget {
+    /// A DataVolume with an upload source.
+    Dv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VolumeModeArg {
+    Block,
+    Filesystem,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageUploadArgs {
+    /// What to upload into (only `dv`, a DataVolume, is supported).
+    #[arg(value_enum)]
+    pub target: UploadTarget,
+    /// The DataVolume's name.
+    pub name: String,
+    /// Size of the volume to create (a quantity: 10Gi, 500M); required unless --no-create.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// The disk image to upload.
+    #[arg(long, value_name = "FILE", required_unless_present = "archive_path")]
+    pub image_path: Option<PathBuf>,
+    /// A tar archive to unpack onto the volume instead of a disk image.
+    #[arg(long, value_name = "FILE", conflicts_with = "image_path")]
+    pub archive_path: Option<PathBuf>,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// StorageClass of the volume (default: CDI's choice).
+    #[arg(long)]
+    pub storage_class: Option<String>,
+    /// Access mode of the volume: ReadWriteOnce, ReadWriteMany, ReadOnlyMany or
+    /// ReadWriteOncePod (default: from the StorageProfile).
+    #[arg(long)]
+    pub access_mode: Option<String>,
+    /// Volume mode (default: from the StorageProfile).
+    #[arg(long, value_enum)]
+    pub volume_mode: Option<VolumeModeArg>,
+    /// Upload into an existing DataVolume instead of creating one.
+    #[arg(long)]
+    pub no_create: bool,
+    /// How long to wait for the DataVolume to be ready for the upload.
+    #[arg(long, default_value_t = 300)]
+    pub wait_secs: u64,
+    /// The upload proxy's URL (default: CDIConfig `config`'s status.uploadProxyURL).
+    #[arg(long)]
+    pub uploadproxy_url: Option<String>,
+    /// Bind the volume at once, even with a WaitForFirstConsumer StorageClass.
+    #[arg(long)]
+    pub force_bind: bool,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -273,6 +336,75 @@ impl UploadArgs {
     }
 }
 
+impl ImageUploadArgs {
+    pub fn into_request(self) -> anyhow::Result<ImageUploadRequest> {
+        let UploadTarget::Dv = self.target;
+        let (file, archive) = match (self.image_path, self.archive_path) {
+            (Some(f), None) => (f, false),
+            (None, Some(f)) => (f, true),
+            _ => bail!("give one of --image-path and --archive-path"),
+        };
+        if archive && self.volume_mode == Some(VolumeModeArg::Block) {
+            bail!(
+                "an archive is unpacked onto a filesystem: --archive-path cannot go with --volume-mode block"
+            );
+        }
+        let size = match self.size {
+            Some(s) => {
+                if cdi_crds::quantity::parse_bytes(&s).is_none_or(|b| b == 0) {
+                    bail!("--size {s:?} is not a size like 10Gi or 500M");
+                }
+                Some(s)
+            }
+            None if self.no_create => None,
+            None => bail!("--size is required to create the DataVolume (or pass --no-create)"),
+        };
+        if let Some(m) = &self.access_mode
+            && !ACCESS_MODES.contains(&m.as_str())
+        {
+            bail!(
+                "--access-mode {m:?} is not one of {}",
+                ACCESS_MODES.join(", ")
+            );
+        }
+        let proxy_url = self
+            .uploadproxy_url
+            .as_deref()
+            .map(normalize_url)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--uploadproxy-url")?;
+        Ok(ImageUploadRequest {
+            dv: DvOptions {
+                name: self.name,
+                size,
+                storage_class: self.storage_class,
+                access_mode: self.access_mode,
+                volume_mode: self.volume_mode.map(|m| match m {
+                    VolumeModeArg::Block => VolumeMode::Block,
+                    VolumeModeArg::Filesystem => VolumeMode::Filesystem,
+                }),
+                archive,
+                force_bind: self.force_bind,
+            },
+            namespace: self.namespace,
+            file: std::path::absolute(&file).context("the file's path")?,
+            no_create: self.no_create,
+            wait: std::time::Duration::from_secs(self.wait_secs),
+            proxy_url,
+            options: self.transfer.into_options()?,
+        })
+    }
+}
+
+/// The access modes a claim may ask for.
+const ACCESS_MODES: [&str; 4] = [
+    "ReadWriteOnce",
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOncePod",
+];
+
 fn parent_dir(dest: &Path) -> PathBuf {
     match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -329,6 +461,90 @@ mod tests {
         assert_eq!(cache_of(&["--cache", "direct"]), CacheMode::Direct);
         assert_eq!(cache_of(&["--cache", "page-cache"]), CacheMode::PageCache);
         assert!(Cli::try_parse_from(["cdictl", "import", "a", "b", "--cache", "none"]).is_err());
+    }
+
+    fn image_upload(args: &[&str]) -> anyhow::Result<crate::imageupload::ImageUploadRequest> {
+        let argv = ["cdictl", "image-upload", "dv", "disk"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::ImageUpload(a) => a.into_request(),
+            other => anyhow::bail!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn image_upload_needs_a_size_to_create_and_one_kind_of_file() {
+        let r = image_upload(&["--size", "10Gi", "--image-path", "disk.qcow2"]).expect("valid");
+        assert_eq!(r.dv.size.as_deref(), Some("10Gi"));
+        assert!(!r.dv.archive && r.file.is_absolute());
+        assert_eq!(r.wait, std::time::Duration::from_secs(300));
+        let r = image_upload(&["--no-create", "--archive-path", "data.tar"]).expect("valid");
+        assert!(r.dv.archive && r.dv.size.is_none());
+        let refused = [
+            (&["--image-path", "d.img"][..], "--size is required"),
+            (&["--size", "ten", "--image-path", "d.img"], "is not a size"),
+            (
+                &[
+                    "--size",
+                    "1Gi",
+                    "--archive-path",
+                    "a.tar",
+                    "--volume-mode",
+                    "block",
+                ],
+                "cannot go with --volume-mode block",
+            ),
+            (
+                &[
+                    "--size",
+                    "1Gi",
+                    "--image-path",
+                    "d.img",
+                    "--access-mode",
+                    "RWO",
+                ],
+                "is not one of",
+            ),
+            (
+                &[
+                    "--size",
+                    "1Gi",
+                    "--image-path",
+                    "d.img",
+                    "--archive-path",
+                    "a.tar",
+                ],
+                "cannot be used with",
+            ),
+            (&["--size", "1Gi"], "required"),
+        ];
+        for (args, message) in refused {
+            let e = image_upload(args).expect_err(message);
+            assert!(format!("{e:#}").contains(message), "{args:?}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn upload_chunk_sizes_are_bounded_by_what_the_server_verifies() {
+        let parse = |chunk: &str| {
+            let argv = [
+                "cdictl",
+                "upload",
+                "--url",
+                "proxy:443",
+                "--token",
+                "t",
+                "f.img",
+            ];
+            let argv = argv.iter().copied().chain(["--chunk-size", chunk]);
+            match Cli::try_parse_from(argv).expect("parses").command {
+                Command::Upload(a) => a.into_request().map(|r| r.options.chunk_size),
+                other => anyhow::bail!("parsed as {other:?}"),
+            }
+        };
+        assert_eq!(parse("16Mi").expect("valid"), 16 << 20);
+        assert_eq!(parse("64Mi").expect("valid"), 64 << 20);
+        assert!(parse("65Mi").is_err());
+        assert!(parse("1Ki").is_err());
     }
 
     #[test]

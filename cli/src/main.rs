@@ -1,9 +1,10 @@
 //! `cdictl`: the user's command line. Raw arguments are validated into a request, then handed to
-//! `cdi_datapath::import` (import) or the resumable upload client (upload); this
+//! `cdi_datapath::import` (import) or the resumable upload client (upload, image-upload); this
 //! file only parses, dispatches and picks the exit code.
 
 mod args;
 mod exit;
+mod imageupload;
 mod report;
 mod upload;
 
@@ -31,6 +32,10 @@ fn main() -> ExitCode {
         },
         args::Command::Upload(a) => match a.into_request() {
             Ok(request) => upload::run_upload(request),
+            Err(e) => usage(e),
+        },
+        args::Command::ImageUpload(a) => match a.into_request() {
+            Ok(request) => imageupload::run_image_upload(request),
             Err(e) => usage(e),
         },
     }

@@ -49,6 +49,16 @@ impl Auth {
         }
     }
 
+    /// A token renewed by `refresh` before it expires and when it is refused.
+    pub fn refreshing(token: String, refresh: Refresh) -> Auth {
+        Auth {
+            token: Some(token),
+            refresh: Some(refresh),
+            fetched: Instant::now(),
+            client_certificate: false,
+        }
+    }
+
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
@@ -98,5 +108,72 @@ impl Auth {
                 "get a fresh one (tokens last 5 minutes) and run the same command again: the upload continues where it stopped",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn unauthorized() -> Refusal {
+        Refusal {
+            status: 401,
+            message: "token expired".into(),
+            offset: None,
+        }
+    }
+
+    #[test]
+    fn a_refused_fixed_token_ends_the_upload_with_the_token_advice() {
+        let mut auth = Auth::fixed(Some("t".into()), false);
+        let e = block_on(auth.refused(&unauthorized())).expect_err("cannot renew");
+        assert_eq!(e.kind, ErrorKind::Auth);
+        assert_eq!(
+            e.message,
+            "the token was refused (401 Unauthorized: token expired)"
+        );
+        assert!(e.advice.contains("tokens last 5 minutes"), "{}", e.advice);
+        let mut mtls = Auth::fixed(None, true);
+        let e = block_on(mtls.refused(&unauthorized())).expect_err("cannot renew");
+        assert!(e.message.contains("client certificate"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_refreshable_token_is_renewed_when_refused_but_not_when_brand_new() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let refresh: Refresh = {
+            let calls = Arc::clone(&calls);
+            Box::new(move || {
+                let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+                Box::pin(async move { Ok(format!("token-{n}")) })
+            })
+        };
+        let mut auth = Auth::refreshing("token-0".into(), refresh);
+        // A token refused the moment it was issued is not the age problem: stop.
+        assert!(block_on(auth.refused(&unauthorized())).is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 0);
+        auth.fetched = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .expect("clock");
+        block_on(auth.refused(&unauthorized())).expect("renewed");
+        assert_eq!(auth.token(), Some("token-1"));
+        // And an aging one is renewed before it expires.
+        auth.fetched = Instant::now()
+            .checked_sub(RENEW_AFTER + Duration::from_secs(1))
+            .expect("clock");
+        block_on(auth.keep_fresh()).expect("renewed");
+        assert_eq!(auth.token(), Some("token-2"));
+        block_on(auth.keep_fresh()).expect("fresh");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 }

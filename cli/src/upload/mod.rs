@@ -54,7 +54,7 @@ pub struct TlsOptions {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
-/// How to transfer.
+/// How to transfer, shared by `upload` and `image-upload`.
 #[derive(Debug, Clone)]
 pub struct TransferOptions {
     pub tls: TlsOptions,
@@ -181,11 +181,14 @@ pub fn run_upload(req: UploadRequest) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            return fail(&UploadError::new(
-                ErrorKind::Io,
-                format!("starting the async runtime: {e}"),
-                "check the system's limits (threads, file descriptors)",
-            ));
+            return fail(
+                "upload",
+                &UploadError::new(
+                    ErrorKind::Io,
+                    format!("starting the async runtime: {e}"),
+                    "check the system's limits (threads, file descriptors)",
+                ),
+            );
         }
     };
     let mut auth = Auth::fixed(req.token.clone(), req.options.tls.identity.is_some());
@@ -194,13 +197,13 @@ pub fn run_upload(req: UploadRequest) -> ExitCode {
             println!("{}", summary(&req.file, &req.url, &done));
             ExitCode::from(exit::OK)
         }
-        Err(e) => fail(&e),
+        Err(e) => fail("upload", &e),
     }
 }
 
-/// Prints the failure and returns its exit code.
-pub fn fail(e: &UploadError) -> ExitCode {
-    eprintln!("cdictl: upload failed: {}", e.message);
+/// Prints the failure of `command` and returns its exit code.
+pub fn fail(command: &str, e: &UploadError) -> ExitCode {
+    eprintln!("cdictl: {command} failed: {}", e.message);
     eprintln!("cdictl: what to do: {}", e.advice);
     ExitCode::from(exit::for_kind(e.kind))
 }
