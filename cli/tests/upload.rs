@@ -217,6 +217,72 @@ fn an_interrupted_upload_is_continued_by_the_next_run_from_the_servers_offset() 
 }
 
 #[test]
+fn an_upload_the_restarted_server_lost_starts_over_and_completes() {
+    let mut pod = Pod::start();
+    let relay = Relay::start(pod.port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = sparse_disk(7, 4 << 20, 4096);
+    let file = dir.path().join("disk.raw");
+    std::fs::write(&file, &raw).expect("write");
+    let extra = ["--chunk-size", "256Ki", "--retries", "1"];
+    relay.cut_after(&[raw.len() as u64 / 2], true);
+    let out = cdictl(
+        dir.path(),
+        &args(&relay.url(), &file, &pod.tls_args(), &extra),
+    );
+    assert_eq!(out.status.code(), Some(6), "{:?}", text_of(&out));
+    // The pod restarts: its upload was in memory only.
+    pod.restart();
+    relay.pass();
+    let out = cdictl(
+        dir.path(),
+        &args(&relay.url(), &file, &pod.tls_args(), &extra),
+    );
+    let (stdout, stderr) = text_of(&out);
+    assert!(out.status.success(), "{stdout}{stderr}\n{}", pod.log());
+    assert!(
+        stderr.contains("the server no longer has the interrupted upload")
+            && stderr.contains("starting over"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("continued from"), "{stdout}");
+    assert_eq!(pod.wait(), 0);
+    assert_eq!(&pod.image()[..raw.len()], &raw[..]);
+}
+
+#[test]
+fn a_file_changed_since_the_interrupted_run_ends_the_old_upload_and_starts_over() {
+    let mut pod = Pod::start();
+    let relay = Relay::start(pod.port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("disk.raw");
+    std::fs::write(&file, sparse_disk(8, 4 << 20, 4096)).expect("write");
+    let extra = ["--chunk-size", "256Ki", "--retries", "1"];
+    relay.cut_after(&[2 << 20], true);
+    let out = cdictl(
+        dir.path(),
+        &args(&relay.url(), &file, &pod.tls_args(), &extra),
+    );
+    assert_eq!(out.status.code(), Some(6), "{:?}", text_of(&out));
+    // Another image under the same name: the server's half upload is of the old one.
+    let raw = sparse_disk(9, 3 << 20, 4096);
+    std::fs::write(&file, &raw).expect("rewrite");
+    relay.pass();
+    let out = cdictl(
+        dir.path(),
+        &args(&relay.url(), &file, &pod.tls_args(), &extra),
+    );
+    let (stdout, stderr) = text_of(&out);
+    assert!(out.status.success(), "{stdout}{stderr}\n{}", pod.log());
+    assert!(
+        stderr.contains("changed since the interrupted upload"),
+        "{stderr}"
+    );
+    assert_eq!(pod.wait(), 0);
+    assert_eq!(&pod.image()[..raw.len()], &raw[..]);
+}
+
+#[test]
 fn a_wrong_checksum_fails_with_exit_4_and_leaves_nothing_on_the_volume() {
     let mut pod = Pod::start();
     let dir = tempfile::tempdir().expect("tempdir");

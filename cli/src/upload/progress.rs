@@ -120,14 +120,9 @@ impl Display {
         }
     }
 
-    pub fn finish(mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        if let Some(pb) = self.bar.take() {
-            pb.finish_and_clear();
-        }
+    /// Stops the display and clears the bar.
+    pub fn finish(self) {
+        drop(self);
     }
 }
 

@@ -155,6 +155,16 @@ impl Pod {
         }
     }
 
+    /// Kills the server and starts a new one on the same port and volume, as a restarted
+    /// upload pod: whatever upload it had in memory is gone.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.root.path().join(p)
     }
