@@ -93,7 +93,7 @@ pub fn app(state: AppState) -> Router {
 /// One of upstream's upload paths: the token from the header only; archives rewritten.
 async fn upload(State(state): State<AppState>, request: Request) -> Result<Response, AppError> {
     let payload = authorize(&state, &request, TokenSources::HeaderOnly)?;
-    let (_, content) = readiness::wait_until_ready(
+    let content = readiness::wait_until_ready(
         state.inner.targets.as_ref(),
         &payload.namespace,
         &payload.name,

@@ -3,8 +3,11 @@
 //! As upstream, the `Authorization` header must match `(?i)^Bearer\s+([A-Za-z0-9\-._~+/]+)$`.
 //! Browsers' tus clients cannot always set a header on every request (a `PATCH` resumed by
 //! another tab, a plain link), so on the tus paths only the token may also come as the query
-//! parameter `?token=<token>`; the header wins when both are present. The query is never
-//! logged and never forwarded.
+//! parameter `?token=<token>` (percent-encoded as any query value); the header wins when both
+//! are present. The query is never logged and never forwarded. Every tus request is checked
+//! on its own, so a client resuming after the token's 5 minutes asks for a fresh token; and
+//! one that authenticates by query adds `?token=` to the upload URL the creation's `Location`
+//! gives it.
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
@@ -21,9 +24,9 @@ pub enum TokenSources {
 }
 
 /// The token of a request with these `headers` and this raw `query`.
-pub fn request_token<'a>(
-    headers: &'a HeaderMap,
-    query: Option<&'a str>,
+pub fn request_token(
+    headers: &HeaderMap,
+    query: Option<&str>,
     sources: TokenSources,
 ) -> Result<String, AppError> {
     if let Some(value) = headers.get(AUTHORIZATION) {

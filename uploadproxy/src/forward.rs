@@ -12,7 +12,6 @@
 
 use std::error::Error as StdError;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -164,7 +163,7 @@ impl Forwarder {
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, AppError> {
         let name = ServerName::try_from(server.server_name.clone())
             .map_err(|e| AppError::Backend(format!("{:?}: {e}", server.server_name)))?;
-        let connector = TlsConnector::from(Arc::clone(&self.tls.current()));
+        let connector = TlsConnector::from(self.tls.current());
         let connecting = async {
             let tcp = TcpStream::connect(server.addr).await?;
             tcp.set_nodelay(true)?;

@@ -111,14 +111,14 @@ pub fn upload_server_path(path: &str, content: ContentType) -> &str {
     }
 }
 
-/// Looks at claim `namespace/name` until it is ready (its claim and content type returned),
-/// refused, or `policy.timeout` has passed.
+/// Looks at claim `namespace/name` until it is ready (its content type returned), refused, or
+/// `policy.timeout` has passed.
 pub async fn wait_until_ready(
     targets: &dyn UploadTargets,
     namespace: &str,
     name: &str,
     policy: ReadinessPolicy,
-) -> Result<(PersistentVolumeClaim, ContentType), AppError> {
+) -> Result<ContentType, AppError> {
     let deadline = tokio::time::Instant::now() + policy.timeout;
     loop {
         let claim = targets.claim(namespace, name).await.map_err(|e| {
@@ -128,11 +128,7 @@ pub async fn wait_until_ready(
             ))
         })?;
         match readiness(name, claim.as_ref()) {
-            Readiness::Ready(content) => {
-                if let Some(claim) = claim {
-                    return Ok((claim, content));
-                }
-            }
+            Readiness::Ready(content) => return Ok(content),
             Readiness::Refused(message) => return Err(AppError::NotReady(message)),
             Readiness::Waiting => {}
         }

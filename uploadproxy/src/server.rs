@@ -3,7 +3,6 @@
 //! bounded header size and header-read time, graceful shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -67,7 +66,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let acceptor = TlsAcceptor::from(Arc::clone(&tls.current()));
+        let acceptor = TlsAcceptor::from(tls.current());
         let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -100,6 +99,7 @@ pub async fn serve(
             }
         });
     }
+    drop(listener);
     info!("Shutting down: no new connections; waiting for uploads in flight.");
     tokio::select! {
         () = graceful.shutdown() => info!("All connections closed."),
