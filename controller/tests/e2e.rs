@@ -854,3 +854,287 @@ async fn upload_datavolume_goes_ready_then_succeeded_through_the_upload_server()
     assert_image(&env, &ns, "dv-up", &raw, GIB).await;
     pod_gone(&env.client, &ns, "cdi-upload-dv-up").await;
 }
+
+/// A CA made here, and leaves it signs, in PEM.
+struct TestCa {
+    pem: String,
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let pem = params.self_signed(&key).expect("self-signed").pem();
+        TestCa { pem, params, key }
+    }
+
+    /// A serving certificate and key for `names`, written as `tls.crt` and `tls.key` in `dir`.
+    fn server_files(&self, names: &[&str], dir: &Path) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("params");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("signed");
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        (cert_file, key_file)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(self.pem.as_bytes()).expect("ca"))
+            .build()
+            .expect("client")
+    }
+}
+
+/// A process of the test, stopped on drop; its log's tail is printed if the test panicked.
+struct TiedProcess {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for TiedProcess {
+    fn drop(&mut self) {
+        cdi_testenv::process::stop(&mut self.child, Duration::from_secs(5));
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<_> = log.lines().rev().take(60).collect();
+            eprintln!("--- {} log (last lines) ---", self.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn spawn_logged(env: &Env, name: &'static str, args: Vec<String>) -> TiedProcess {
+    let log = env.logs.path().join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).expect("log");
+    let mut cmd = Command::new(worker_binary(name));
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out);
+    TiedProcess {
+        name,
+        child: cdi_testenv::process::spawn_tied(cmd).expect("spawn"),
+        log,
+    }
+}
+
+/// Waits until `url` answers 2xx.
+async fn wait_ready(what: &str, client: &reqwest::Client, url: String) {
+    eventually(what, || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(url).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_datavolume_succeeds_through_the_upload_proxy_with_a_token_from_the_apiserver() {
+    const GROUP: &str = "upload.cdi.kubevirt.io";
+    let env = env_with(&["cdi-importer", "cdi-uploadserver"]).await;
+    if !env.cluster.is_local() {
+        return; // The API server and proxy run on this machine.
+    }
+    let _controller = start_controller(&env, "cdi-controller-proxy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = env.cluster.kubeconfig().display().to_string();
+
+    // cdi-apiserver, registered through the aggregation layer.
+    let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let signing_key = dir.path().join("id_rsa");
+    std::fs::write(&signing_key, signing.serialize_pem()).expect("write key");
+    let public_key = dir.path().join("id_rsa.pub");
+    std::fs::write(&public_key, signing.public_key_pem()).expect("write key");
+    let api_ca = TestCa::new("cdi-apiserver-signer");
+    let (api_cert, api_key) = api_ca.server_files(
+        &[&cdi_testenv::aggregation::server_name(GROUP), "localhost"],
+        &dir.path().join("apiserver"),
+    );
+    let api_port = cdi_testenv::process::free_port().expect("free port");
+    let _apiserver = spawn_logged(
+        &env,
+        "cdi-apiserver",
+        vec![
+            format!("--listen=127.0.0.1:{api_port}"),
+            format!("--tls-cert-file={}", api_cert.display()),
+            format!("--tls-key-file={}", api_key.display()),
+            format!("--signing-key={}", signing_key.display()),
+            format!("--kubeconfig={kubeconfig}"),
+        ],
+    );
+    wait_ready(
+        "cdi-apiserver /readyz",
+        &api_ca.client(),
+        format!("https://localhost:{api_port}/readyz"),
+    )
+    .await;
+    if let Err(e) = env
+        .cluster
+        .register_aggregated_api(GROUP, "v1beta1", api_port, &api_ca.pem)
+        .await
+    {
+        panic!("{e}");
+    }
+
+    // cdi-uploadproxy, with the controller's client certificate and server signer bundle.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.cdi_namespace);
+    let data = eventually("the proxy's client certificate Secret", || async {
+        secrets
+            .get_opt("cdi-uploadserver-client-cert")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.data)
+    })
+    .await;
+    let (client_cert, client_key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    std::fs::write(&client_cert, &data["tls.crt"].0).expect("write");
+    std::fs::write(&client_key, &data["tls.key"].0).expect("write");
+    let bundles: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), &env.cdi_namespace);
+    let bundle = eventually("the server signer bundle", || async {
+        bundles
+            .get_opt("cdi-uploadserver-signer-bundle")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("ca-bundle.crt").cloned())
+    })
+    .await;
+    let server_ca = dir.path().join("ca-bundle.crt");
+    std::fs::write(&server_ca, bundle).expect("write");
+    let proxy_ca = TestCa::new("cdi-uploadproxy-signer");
+    let (proxy_cert, proxy_key) =
+        proxy_ca.server_files(&["localhost"], &dir.path().join("uploadproxy"));
+    let proxy_port = cdi_testenv::process::free_port().expect("free port");
+    let _proxy = spawn_logged(
+        &env,
+        "cdi-uploadproxy",
+        vec![
+            "--listen-address=127.0.0.1".into(),
+            format!("--listen-port={proxy_port}"),
+            format!("--tls-cert={}", proxy_cert.display()),
+            format!("--tls-key={}", proxy_key.display()),
+            format!("--client-cert={}", client_cert.display()),
+            format!("--client-key={}", client_key.display()),
+            format!("--server-ca={}", server_ca.display()),
+            format!("--token-public-key={}", public_key.display()),
+            format!("--kubeconfig={kubeconfig}"),
+        ],
+    );
+    let proxy = proxy_ca.client();
+    let proxy_url = format!("https://localhost:{proxy_port}");
+    wait_ready(
+        "cdi-uploadproxy /readyz",
+        &proxy,
+        format!("{proxy_url}/readyz"),
+    )
+    .await;
+
+    // The DataVolume, as virtctl image-upload makes it.
+    let ns = env
+        .cluster
+        .create_namespace("e2e-proxy")
+        .await
+        .expect("namespace");
+    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &dvs,
+        &data_volume(
+            "dv-up",
+            json!({ "source": { "upload": {} }, "storage": storage_1gi() }),
+        ),
+    )
+    .await;
+    wait_phase(&dvs, "dv-up", DataVolumePhase::UploadReady).await;
+
+    let requests: Api<cdi_crds::UploadTokenRequest> = Api::namespaced(env.client.clone(), &ns);
+    let token = requests
+        .create(
+            &PostParams::default(),
+            &cdi_crds::UploadTokenRequest::new("token-for-virtctl", "dv-up"),
+        )
+        .await
+        .expect("an UploadTokenRequest through the aggregated API")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token in status");
+
+    let (image, raw) = qcow2_image();
+    let body = gzip(&image);
+    let upload = |token: String| {
+        let (proxy, url, body) = (proxy.clone(), proxy_url.clone(), body.clone());
+        async move {
+            proxy
+                .post(format!("{url}/v1beta1/upload"))
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+        }
+    };
+
+    // A forged token: one character of the signature changed.
+    let mut forged = token.clone().into_bytes();
+    let at = forged.len() - 2;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    let refused = upload(forged).await.expect("the proxy answers");
+    assert_eq!(refused.status(), 401, "{:?}", refused.text().await);
+    assert_eq!(
+        phase(&dvs.get("dv-up").await.expect("dv")),
+        Some(DataVolumePhase::UploadReady),
+        "nothing was written"
+    );
+
+    let response = cdi_testenv::wait::eventually(
+        "the proxy to take the upload",
+        Duration::from_secs(60),
+        || {
+            let upload = upload(token.clone());
+            async move {
+                let r = upload.await.ok()?;
+                (r.status() != 503).then_some(r)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let dv = wait_phase(&dvs, "dv-up", DataVolumePhase::Succeeded).await;
+    assert_eq!(
+        dv.status.and_then(|s| s.progress).as_deref(),
+        Some("100.0%")
+    );
+    let reasons = event_reasons(&env.client, &ns, "dv-up").await;
+    for want in ["UploadScheduled", "UploadReady", "UploadSucceeded"] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no {want} event: {reasons:?}"
+        );
+    }
+    assert_image(&env, &ns, "dv-up", &raw, GIB).await;
+}
