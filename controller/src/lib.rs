@@ -25,7 +25,7 @@ pub mod datavolume;
 pub mod error;
 pub mod leader;
 pub mod metrics;
-pub mod naming;
+pub use cdi_crds::naming;
 pub mod progress;
 pub mod serve;
 pub mod settings;

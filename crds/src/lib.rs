@@ -27,6 +27,7 @@ pub mod dataimportcron;
 pub mod datasource;
 pub mod datavolume;
 pub mod generate;
+pub mod naming;
 pub mod populators;
 /// Quantities and CDI's size arithmetic (re-exported so API users find them beside the types).
 pub use cdi_quantity as quantity;

@@ -31,7 +31,7 @@ pub mod config;
 mod cors;
 mod error;
 mod forward;
-pub mod naming;
+pub use cdi_crds::naming;
 mod page;
 pub mod readiness;
 mod reload;

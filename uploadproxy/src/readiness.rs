@@ -12,14 +12,9 @@ use crate::targets::UploadTargets;
 
 /// The claim annotations the decision reads (the controller writes them).
 pub mod annotations {
-    /// Present on claims that are upload targets.
-    pub const UPLOAD_TARGET: &str = "cdi.kubevirt.io/storage.upload.target";
-    /// `"true"` while the upload pod is ready.
-    pub const POD_READY: &str = "cdi.kubevirt.io/storage.pod.ready";
-    /// The upload pod's phase; `Succeeded` once the upload is done.
-    pub const POD_PHASE: &str = "cdi.kubevirt.io/storage.pod.phase";
-    /// `kubevirt` (or absent) for disk images, `archive` for tar archives.
-    pub const CONTENT_TYPE: &str = "cdi.kubevirt.io/storage.contentType";
+    pub use cdi_crds::annotations::clone::UPLOAD_TARGET;
+    pub use cdi_crds::annotations::content::CONTENT_TYPE;
+    pub use cdi_crds::annotations::pod::{PHASE as POD_PHASE, READY as POD_READY};
 }
 
 /// What the upload server will make of the bytes.

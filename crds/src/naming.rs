@@ -1,6 +1,7 @@
-//! Names of the objects the controller creates for a claim, kept within Kubernetes' length
-//! limits the way upstream does: short names as they are, long ones cut and suffixed with a
-//! hash of the full name so two long names never collide.
+//! Names of the objects CDI creates for a claim (worker pods, the upload Service, scratch
+//! claims), shared by the controller that creates them and the upload proxy that finds them.
+//! They stay within Kubernetes' length limits the way upstream's do: short names as they are,
+//! long ones cut and suffixed with a hash of the full name so two long names never collide.
 
 /// Longest object name (a DNS subdomain).
 const MAX_NAME: usize = 253;
@@ -20,6 +21,11 @@ pub fn upload_pod(claim: &str) -> String {
 /// The upload pod's Service: like the pod, but a DNS label (dots become dashes, at most 63).
 pub fn upload_service(claim: &str) -> String {
     joined("cdi-upload", &claim.replace('.', "-"), MAX_LABEL)
+}
+
+/// The DNS name the upload server's serving certificate is issued for and verified against.
+pub fn upload_server_dns_name(claim: &str, namespace: &str) -> String {
+    format!("{}.{namespace}.svc", upload_service(claim))
 }
 
 /// `<claim>-scratch`: the scratch claim of a worker pod.
@@ -87,5 +93,28 @@ mod tests {
         let service = upload_service(&"x".repeat(70));
         assert!(service.len() <= MAX_LABEL, "{service}");
         assert!(service.starts_with("cdi-upload-xxx"));
+    }
+
+    #[test]
+    fn long_names_have_pinned_values() {
+        // Pinned so that a change to the rule, which would strand existing pods and Services,
+        // shows up here.
+        let x70 = "x".repeat(70);
+        assert_eq!(
+            upload_service(&x70),
+            format!("cdi-upload-{}-791ab418", "x".repeat(43))
+        );
+        assert_eq!(upload_pod(&x70), format!("cdi-upload-{x70}"));
+        assert!(upload_pod(&"a".repeat(300)).ends_with("aaa-6ed4c87c"));
+        // A cut that ends in a dash loses it: 62 characters, not 63.
+        let claim = "my-long-claim-name-that-goes-on-and-on-for-a-while-abc.def";
+        assert_eq!(
+            upload_service(claim),
+            "cdi-upload-my-long-claim-name-that-goes-on-and-on-for-3d59a96a"
+        );
+        assert_eq!(
+            upload_server_dns_name("disk", "vms"),
+            "cdi-upload-disk.vms.svc"
+        );
     }
 }
