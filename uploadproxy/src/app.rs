@@ -86,6 +86,10 @@ pub fn app(state: AppState) -> Router {
             &format!("{}{{*path}}", routes::STATIC_PREFIX),
             get(page::asset),
         )
+        .route(
+            &format!("{}{{*path}}", routes::TUS_JS_CLIENT_PREFIX),
+            get(page::tus_js_client),
+        )
         .layer(middleware::from_fn(cors::cors))
         .with_state(state)
 }

@@ -22,7 +22,7 @@ const ALLOW_HEADERS: &str = "Authorization, Content-Type, Content-Length, Conten
 const EXPOSE_HEADERS: &str = "Upload-Offset, Location, Upload-Length, Tus-Version, \
      Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, Upload-Metadata, \
      Upload-Defer-Length, Upload-Concat, Upload-Expires, Upload-Complete, Repr-Digest, \
-     Content-Digest";
+     Content-Digest, X-CDI-Checksum";
 /// How long a browser may cache a preflight answer.
 const MAX_AGE_SECS: &str = "86400";
 

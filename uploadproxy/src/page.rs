@@ -1,6 +1,8 @@
 //! The browser page's files, from the directory given by `--page-dir`: `/` is its
-//! `index.html`, `/static/<path>` its `static/<path>`. 404 without a directory, for a missing
-//! file, and for any path that would leave the directory.
+//! `index.html`, `/static/<path>` its `static/<path>`, and `/vendor/tus-js-client/<file>` the
+//! npm package's `node_modules/tus-js-client/dist/<file>` (its built bundles; nothing else of
+//! `node_modules` is reachable). 404 without a directory, for a missing file, and for any path
+//! that would leave its directory.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -24,6 +26,31 @@ pub async fn asset(State(state): State<AppState>, UrlPath(path): UrlPath<String>
     }
 }
 
+/// The page holds an upload token: only its own files run, it talks to this origin only, and
+/// no other site may frame it.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Where `npm ci` puts tus-js-client's bundles, under the page directory.
+const TUS_JS_CLIENT_DIST: &str = "node_modules/tus-js-client/dist";
+
+/// `GET /vendor/tus-js-client/{*path}`.
+pub async fn tus_js_client(
+    State(state): State<AppState>,
+    UrlPath(path): UrlPath<String>,
+) -> Response {
+    match relative(&path) {
+        Some(relative) => {
+            serve(
+                state.page_dir(),
+                &Path::new(TUS_JS_CLIENT_DIST).join(relative),
+            )
+            .await
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn serve(dir: Option<&Path>, relative: impl AsRef<Path>) -> Response {
     let Some(dir) = dir else {
         return StatusCode::NOT_FOUND.into_response();
@@ -41,6 +68,14 @@ async fn serve(dir: Option<&Path>, relative: impl AsRef<Path>) -> Response {
             headers.insert(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            );
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
             );
             response
         }
@@ -64,7 +99,7 @@ fn content_type(path: &Path) -> &'static str {
         Some("html") => "text/html; charset=utf-8",
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
-        Some("json") => "application/json",
+        Some("json" | "map") => "application/json",
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
         Some("ico") => "image/x-icon",
@@ -95,6 +130,10 @@ mod tests {
         assert_eq!(
             content_type(Path::new("index.html")),
             "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("tus.min.js.map")),
+            "application/json"
         );
         assert_eq!(content_type(Path::new("x.bin")), "application/octet-stream");
     }

@@ -20,6 +20,8 @@ pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 /// The browser page's assets live under this prefix.
 pub const STATIC_PREFIX: &str = "/static/";
+/// tus-js-client's bundles (from the page directory's `node_modules`) live under this prefix.
+pub const TUS_JS_CLIENT_PREFIX: &str = "/vendor/tus-js-client/";
 
 /// The tus endpoint or one upload under it (`/v1beta1/upload-tus/<id>`).
 pub fn is_tus(path: &str) -> bool {
@@ -36,6 +38,7 @@ pub fn is_known(path: &str) -> bool {
         || path == READYZ
         || path == "/"
         || path.starts_with(STATIC_PREFIX)
+        || path.starts_with(TUS_JS_CLIENT_PREFIX)
         || UPLOAD_PATHS.contains(&path)
         || is_tus(path)
 }
@@ -62,6 +65,8 @@ mod tests {
         assert!(is_known("/healthz"));
         assert!(is_known("/readyz"));
         assert!(is_known("/static/app.js"));
+        assert!(is_known("/vendor/tus-js-client/tus.min.js"));
+        assert!(!is_known("/vendor/other/x.js"));
         assert!(
             !is_known("/v1beta1/upload-archive"),
             "not a proxy path upstream either"

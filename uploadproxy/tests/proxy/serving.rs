@@ -172,6 +172,12 @@ async fn page_is_served_from_the_page_dir_and_absent_without_one() {
     assert_eq!(index.status, StatusCode::OK);
     assert_eq!(index.text(), "<h1>upload</h1>");
     assert_eq!(index.headers["content-type"], "text/html; charset=utf-8");
+    let policy = index.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(index.headers["referrer-policy"], "no-referrer");
     let script = oneshot(page(), get("/static/app.js")).await;
     assert_eq!(script.status, StatusCode::OK);
     assert_eq!(
@@ -184,4 +190,64 @@ async fn page_is_served_from_the_page_dir_and_absent_without_one() {
     assert_eq!(escape.status, StatusCode::NOT_FOUND);
     let escape = oneshot(page(), get("/static/%2e%2e/secret")).await;
     assert_eq!(escape.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn tus_js_client_bundles_are_served_from_node_modules_and_nothing_else_of_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dist = dir.path().join("node_modules/tus-js-client/dist");
+    std::fs::create_dir_all(&dist).expect("mkdir");
+    std::fs::write(dist.join("tus.min.js"), "var tus={}").expect("write");
+    std::fs::write(
+        dir.path().join("node_modules/tus-js-client/package.json"),
+        "{}",
+    )
+    .expect("write");
+    std::fs::create_dir_all(dir.path().join("node_modules/other")).expect("mkdir");
+    std::fs::write(dir.path().join("node_modules/other/index.js"), "no").expect("write");
+    let page = || {
+        cdi_uploadproxy::app(state(
+            Arc::new(MemoryTargets::new()),
+            Some(dir.path().to_path_buf()),
+        ))
+    };
+
+    let bundle = oneshot(page(), get("/vendor/tus-js-client/tus.min.js")).await;
+    assert_eq!(bundle.status, StatusCode::OK);
+    assert_eq!(bundle.text(), "var tus={}");
+    assert_eq!(
+        bundle.headers["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(bundle.headers["x-content-type-options"], "nosniff");
+    for outside in [
+        "/vendor/tus-js-client/../package.json",
+        "/vendor/tus-js-client/%2e%2e/package.json",
+        "/vendor/tus-js-client/%2e%2e/%2e%2e/other/index.js",
+        "/vendor/tus-js-client/missing.js",
+        "/vendor/other/index.js",
+        "/node_modules/tus-js-client/dist/tus.min.js",
+    ] {
+        let reply = oneshot(page(), get(outside)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{outside}");
+    }
+    let no_dir = oneshot(
+        router(Arc::new(MemoryTargets::new())),
+        get("/vendor/tus-js-client/tus.min.js"),
+    )
+    .await;
+    assert_eq!(no_dir.status, StatusCode::NOT_FOUND, "no --page-dir");
+}
+
+#[tokio::test]
+async fn the_servers_digest_headers_are_readable_by_browser_scripts() {
+    let reply = oneshot(router(Arc::new(MemoryTargets::new())), get("/healthz")).await;
+    let exposed = reply.headers["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    let exposed: Vec<&str> = exposed.split(',').map(str::trim).collect();
+    for header in ["repr-digest", "x-cdi-checksum", "upload-offset", "location"] {
+        assert!(exposed.contains(&header), "{header} in {exposed:?}");
+    }
 }
