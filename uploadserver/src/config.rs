@@ -1,4 +1,5 @@
-//! The upload server's environment contract (upstream's names), validated into a [`Config`].
+//! The upload server's environment contract (upstream's names, plus our own `CDI_UPLOAD_*`
+//! timeouts), validated into a [`Config`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,62 @@ pub struct TlsFiles {
     pub ciphers: Vec<String>,
 }
 
+/// How long a slow or silent client may hold a connection, in whole seconds from
+/// `CDI_UPLOAD_HANDSHAKE_TIMEOUT`, `CDI_UPLOAD_HEADER_TIMEOUT` and `CDI_UPLOAD_BODY_IDLE_TIMEOUT`
+/// (ours, not upstream's; tests shorten them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The TLS handshake must finish within this (10 s).
+    pub handshake: Duration,
+    /// A request's headers must arrive within this, and a connection with no request in
+    /// progress is closed after it (30 s).
+    pub header: Duration,
+    /// A request body that sends nothing for this long fails (60 s).
+    pub body_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            header: Duration::from_secs(30),
+            body_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Longest timeout the variables take: a day.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+impl Timeouts {
+    fn from_env(env: &Env) -> Result<Timeouts, ConfigError> {
+        let d = Timeouts::default();
+        let secs = |var: &str, default: Duration| -> Result<Duration, ConfigError> {
+            let Some(v) = env.get(var) else {
+                return Ok(default);
+            };
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s))
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    bad(
+                        var,
+                        format!(
+                            "{v:?} is not a whole number of seconds from 1 to {MAX_TIMEOUT_SECS}"
+                        ),
+                    )
+                })
+        };
+        Ok(Timeouts {
+            handshake: secs("CDI_UPLOAD_HANDSHAKE_TIMEOUT", d.handshake)?,
+            header: secs("CDI_UPLOAD_HEADER_TIMEOUT", d.header)?,
+            body_idle: secs("CDI_UPLOAD_BODY_IDLE_TIMEOUT", d.body_idle)?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tls: TlsFiles,
@@ -48,6 +105,7 @@ pub struct Config {
     pub owner_uid: String,
     /// Where a qcow2 stream may spill clusters it cannot place yet.
     pub spill_dir: PathBuf,
+    pub timeouts: Timeouts,
 }
 
 impl Config {
@@ -148,6 +206,7 @@ impl Config {
             listen,
             owner_uid: env.get("OWNER_UID").unwrap_or_default(),
             spill_dir,
+            timeouts: Timeouts::from_env(&env)?,
         })
     }
 }
@@ -252,6 +311,28 @@ mod tests {
         );
         assert_eq!(c.listen, "0.0.0.0:8443".parse().expect("addr"));
         assert_eq!(c.deadline, parse_rfc3339("2026-12-03T05:20:00+01:00"));
+        assert_eq!(c.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds_from_our_own_variables() {
+        let mut vars = TLS.to_vec();
+        vars.extend([
+            ("CDI_UPLOAD_HANDSHAKE_TIMEOUT", "2"),
+            ("CDI_UPLOAD_HEADER_TIMEOUT", " 3 "),
+            ("CDI_UPLOAD_BODY_IDLE_TIMEOUT", "600"),
+        ]);
+        let t = config(&vars).expect("valid").timeouts;
+        assert_eq!(t.handshake, Duration::from_secs(2));
+        assert_eq!(t.header, Duration::from_secs(3));
+        assert_eq!(t.body_idle, Duration::from_secs(600));
+        for value in ["0", "1.5", "10s", "-1", "86401"] {
+            let mut vars = TLS.to_vec();
+            vars.push(("CDI_UPLOAD_BODY_IDLE_TIMEOUT", value));
+            let e = config(&vars).expect_err(value);
+            assert_eq!(e.var, "CDI_UPLOAD_BODY_IDLE_TIMEOUT");
+            assert!(e.message.contains("whole number of seconds"), "{e}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod multipart;
 pub mod routes;
 pub mod serve;
 pub mod state;
@@ -54,6 +55,7 @@ pub async fn run(cfg: Config) -> Outcome {
         cfg.client_name.clone(),
         cfg.owner_uid.clone(),
         cfg.spill_dir.clone(),
+        cfg.timeouts.body_idle,
     );
     if let Some(deadline) = cfg.deadline {
         let shared = std::sync::Arc::clone(&shared);
@@ -74,7 +76,7 @@ pub async fn run(cfg: Config) -> Outcome {
     }
     let app = routes::app(std::sync::Arc::clone(&shared));
     let mut watch = finished.clone();
-    serve::serve(listener, tls, app, async move {
+    serve::serve(listener, tls, app, cfg.timeouts, async move {
         let _ = watch.wait_for(Option::is_some).await;
     })
     .await;

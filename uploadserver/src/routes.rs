@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bytes::Bytes;
@@ -20,11 +20,9 @@ use http::{HeaderMap, Method, StatusCode, header};
 use crate::config::ContentType;
 use crate::digest::{self, CDI_CHECKSUM};
 use crate::error::AppError;
+use crate::multipart::{Event, FormError, FormParser, PartHead};
 use crate::state::{Shared, Transfer};
 use crate::tus;
-
-/// A request body that sends nothing for this long is abandoned.
-pub const BODY_IDLE: Duration = Duration::from_secs(60);
 
 /// The verified client, put on each request by the TLS listener: the common name of the
 /// client certificate, if one was presented and chains to `CLIENT_CERT_FILE`.
@@ -110,11 +108,18 @@ pub enum PumpError {
     TooLong { limit: u64 },
 }
 
-/// Feeds `stream` into `sender`, at most `limit` bytes; returns the bytes fed.
+/// The error of a body that sent nothing for `idle`.
+pub fn idle_error(idle: Duration) -> String {
+    format!("no data for {} s", idle.as_secs())
+}
+
+/// Feeds `stream` into `sender`, at most `limit` bytes; returns the bytes fed. The stream
+/// fails when it yields nothing for `idle`; empty pieces say it is still making progress.
 pub async fn pump<S, E>(
     mut stream: S,
     sender: &mut PushSender,
     limit: Option<u64>,
+    idle: Duration,
 ) -> Result<u64, PumpError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -122,13 +127,16 @@ where
 {
     let mut fed = 0u64;
     loop {
-        let next = tokio::time::timeout(BODY_IDLE, stream.next())
+        let next = tokio::time::timeout(idle, stream.next())
             .await
-            .map_err(|_| PumpError::Client(format!("no data for {} s", BODY_IDLE.as_secs())))?;
+            .map_err(|_| PumpError::Client(idle_error(idle)))?;
         let Some(frame) = next else {
             return Ok(fed);
         };
         let data = frame.map_err(|e| PumpError::Client(e.to_string()))?;
+        if data.is_empty() {
+            continue;
+        }
         if let Some(limit) = limit
             && fed + data.len() as u64 > limit
         {
@@ -177,12 +185,16 @@ pub async fn outcome(
 
 /// Feeds a whole body and ends the stream; a client-side failure fails the import (which
 /// removes what it wrote) and is reported as 400.
-async fn feed<S, E>(mut t: Transfer, stream: S) -> Result<Transfer, (Transfer, AppError)>
+async fn feed<S, E>(
+    mut t: Transfer,
+    stream: S,
+    idle: Duration,
+) -> Result<Transfer, (Transfer, AppError)>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    match pump(stream, &mut t.sender, None).await {
+    match pump(stream, &mut t.sender, None, idle).await {
         Ok(_) | Err(PumpError::PipelineClosed) | Err(PumpError::TooLong { .. }) => Ok(t),
         Err(PumpError::Client(why)) => Err((
             t,
@@ -212,7 +224,7 @@ async fn one_request(
     let claim = s.begin()?;
     s.progress.reset();
     let transfer = s.start(content_length(&headers), expected, content);
-    let Transfer { sender, result } = match feed(transfer, stream).await {
+    let Transfer { sender, result } = match feed(transfer, stream, s.body_idle).await {
         Ok(t) => t,
         Err((t, err)) => {
             let why = err.message.clone();
@@ -290,7 +302,9 @@ async fn archive_sync(
     plain(s, req, ContentType::Archive, Reply::Sync).await
 }
 
-/// The part named `file` of a multipart form; other parts are skipped.
+/// The part named `file` of a multipart form; other parts are skipped. The image is committed
+/// only once the whole form has arrived: a second `file` part, a form cut short or one that
+/// goes on after its closing boundary fails the upload.
 async fn form(
     s: Arc<Shared>,
     req: http::Request<Body>,
@@ -301,58 +315,149 @@ async fn form(
     }
     let identity = req.extensions().get::<ClientIdentity>().cloned();
     authorize(&s, identity.as_ref())?;
-    let method = req.method().clone();
-    let headers = req.headers().clone();
-    let mut multipart = <Multipart as axum::extract::FromRequest<()>>::from_request(req, &())
+    let (parts, body) = req.into_parts();
+    let bad = |e: String| AppError::new(StatusCode::BAD_REQUEST, e);
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let boundary = crate::multipart::boundary(content_type)
+        .map_err(|e| bad(format!("not a multipart form: {e}")))?;
+    let mut reader = FormReader {
+        body: body_stream(body),
+        parser: FormParser::new(&boundary),
+        idle: s.body_idle,
+        stage: FormStage::File,
+    };
+    let head = reader
+        .find_file()
         .await
-        .map_err(|e| {
-            AppError::new(
-                StatusCode::BAD_REQUEST,
-                format!("not a multipart form: {}", e.body_text()),
-            )
-        })?;
-    loop {
-        let field = multipart
-            .next_field()
-            .await
-            .map_err(|e| {
-                AppError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed multipart form: {e}"),
-                )
-            })?
-            .ok_or_else(|| {
-                AppError::new(
-                    StatusCode::BAD_REQUEST,
-                    "the form has no part named \"file\"",
-                )
-            })?;
-        if field.name() != Some("file") {
-            continue;
+        .map_err(|e| bad(format!("the upload body could not be read: {e}")))?;
+    if let Some(encoding) = head.transfer_encoding.as_deref()
+        && !["binary", "8bit", "7bit"]
+            .iter()
+            .any(|e| encoding.eq_ignore_ascii_case(e))
+    {
+        return Err(bad(format!(
+            "the part named \"file\" has Content-Transfer-Encoding {encoding:?}; send the file as binary"
+        )));
+    }
+    tracing::debug!(filename = ?head.filename, "Form upload: the part named \"file\" (the filename is not used).");
+    let stream = Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
+        r.next_piece().await.map(|piece| (piece, r))
+    }));
+    // The part's length is not known up front; progress counts bytes only.
+    let mut headers = parts.headers;
+    headers.remove(header::CONTENT_LENGTH);
+    one_request(
+        s,
+        parts.method,
+        headers,
+        identity,
+        stream,
+        ContentType::Kubevirt,
+        reply,
+    )
+    .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FormStage {
+    /// In the part named `file`.
+    File,
+    /// After it: the rest is read to make sure the form is whole.
+    Rest,
+    Done,
+}
+
+/// A form body read through the parser, each read bounded by the idle timeout.
+struct FormReader<S> {
+    body: S,
+    parser: FormParser,
+    idle: Duration,
+    stage: FormStage,
+}
+
+impl<S> FormReader<S>
+where
+    S: Stream<Item = Result<Bytes, String>> + Unpin,
+{
+    /// Reads the next piece of the body into the parser; false at its end.
+    async fn pull(&mut self) -> Result<bool, String> {
+        match tokio::time::timeout(self.idle, self.body.next()).await {
+            Err(_) => Err(idle_error(self.idle)),
+            Ok(Some(Ok(data))) => {
+                self.parser.feed(&data);
+                Ok(true)
+            }
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => {
+                self.parser.finish();
+                Ok(false)
+            }
         }
-        let stream = Box::pin(futures_util::stream::unfold(
-            field,
-            |mut field| async move {
-                match field.chunk().await {
-                    Ok(Some(b)) => Some((Ok(b), field)),
-                    Ok(None) => None,
-                    Err(e) => Some((Err(format!("malformed multipart form: {e}")), field)),
+    }
+
+    fn event(&mut self) -> Result<Option<Event>, String> {
+        self.parser
+            .next_event()
+            .map_err(|e: FormError| format!("malformed multipart form: {e}"))
+    }
+
+    /// Skips to the part named `file`.
+    async fn find_file(&mut self) -> Result<PartHead, String> {
+        loop {
+            match self.event()? {
+                Some(Event::Part(head)) if head.name.as_deref() == Some("file") => return Ok(head),
+                Some(Event::Part(_) | Event::Data(_)) => {}
+                Some(Event::End) => return Err("the form has no part named \"file\"".into()),
+                None => {
+                    self.pull().await?;
                 }
-            },
-        ));
-        // The part's length is not known up front; progress counts bytes only.
-        let mut headers = headers;
-        headers.remove(header::CONTENT_LENGTH);
-        return one_request(
-            s,
-            method,
-            headers,
-            identity,
-            stream,
-            ContentType::Kubevirt,
-            reply,
-        )
-        .await;
+            }
+        }
+    }
+
+    /// The next piece of the file: data, or an empty piece while the rest of the form is
+    /// read (it is making progress), an error, or `None` once the whole form is in.
+    async fn next_piece(&mut self) -> Option<Result<Bytes, String>> {
+        loop {
+            if self.stage == FormStage::Done {
+                return None;
+            }
+            let event = match self.event() {
+                Ok(e) => e,
+                Err(e) => {
+                    self.stage = FormStage::Done;
+                    return Some(Err(e));
+                }
+            };
+            match event {
+                Some(Event::Data(data)) if self.stage == FormStage::File => return Some(Ok(data)),
+                Some(Event::Data(_)) => {}
+                Some(Event::Part(head)) if head.name.as_deref() == Some("file") => {
+                    self.stage = FormStage::Done;
+                    return Some(Err(
+                        "the form has a second part named \"file\"; send one file per upload"
+                            .into(),
+                    ));
+                }
+                Some(Event::Part(_)) => self.stage = FormStage::Rest,
+                Some(Event::End) => {
+                    self.stage = FormStage::Done;
+                    return None;
+                }
+                None => {
+                    if let Err(e) = self.pull().await {
+                        self.stage = FormStage::Done;
+                        return Some(Err(e));
+                    }
+                    if self.stage == FormStage::Rest {
+                        return Some(Ok(Bytes::new()));
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Shared {
     pub client_name: String,
     pub owner_uid: String,
     pub spill_dir: std::path::PathBuf,
+    /// A request body that sends nothing for this long fails.
+    pub body_idle: std::time::Duration,
     pub progress: Arc<Progress>,
     pub extra: Arc<Extra>,
     phase: Mutex<Phase>,
@@ -100,6 +102,7 @@ impl Shared {
         client_name: String,
         owner_uid: String,
         spill_dir: std::path::PathBuf,
+        body_idle: std::time::Duration,
     ) -> (Arc<Shared>, watch::Receiver<Option<Finished>>) {
         let (finished, rx) = watch::channel(None);
         let shared = Shared {
@@ -108,6 +111,7 @@ impl Shared {
             client_name,
             owner_uid,
             spill_dir,
+            body_idle,
             progress: Progress::new(),
             extra: Arc::new(Extra::default()),
             phase: Mutex::new(Phase::Idle),

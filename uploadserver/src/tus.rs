@@ -346,7 +346,7 @@ async fn patch(s: &Shared, id: &str, req: http::Request<Body>) -> Result<Respons
     let fed = match checksum {
         Some((algorithm, want)) => {
             let limit = remaining.min(MAX_VERIFIED_PATCH);
-            let data = collect(body, limit).await.map_err(|e| match e {
+            let data = collect(body, limit, s.body_idle).await.map_err(|e| match e {
                 PumpError::TooLong { .. } if remaining > MAX_VERIFIED_PATCH => tus_error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
@@ -368,7 +368,7 @@ async fn patch(s: &Shared, id: &str, req: http::Request<Body>) -> Result<Respons
                 .map(|()| data.len() as u64)
                 .map_err(|_| PumpError::PipelineClosed)
         }
-        None => pump(body, sender, Some(remaining)).await,
+        None => pump(body, sender, Some(remaining), s.body_idle).await,
     };
     let offset = sender.offset();
     t.record(offset);
@@ -408,11 +408,12 @@ fn pump_error(e: PumpError, offset: u64) -> AppError {
 async fn collect(
     mut body: impl futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
     limit: u64,
+    idle: Duration,
 ) -> Result<Vec<u8>, PumpError> {
     let mut data = Vec::new();
-    while let Some(frame) = tokio::time::timeout(crate::routes::BODY_IDLE, body.next())
+    while let Some(frame) = tokio::time::timeout(idle, body.next())
         .await
-        .map_err(|_| PumpError::Client("the body went idle".into()))?
+        .map_err(|_| PumpError::Client(crate::routes::idle_error(idle)))?
     {
         let frame = frame.map_err(|e| PumpError::Client(e.to_string()))?;
         if (data.len() + frame.len()) as u64 > limit {
