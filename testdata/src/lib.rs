@@ -4,9 +4,16 @@
 //!   before or after their data, compressed, extended L2, zero flags) and with any header
 //!   defect, so refusals and odd layouts can be tested without qemu;
 //! - [`raw`] makes deterministic sparse raw images;
-//! - [`qemu`] wraps `qemu-img` as the conformance oracle.
+//! - [`qemu`] wraps `qemu-img` as the conformance oracle;
+//! - [`http`] serves files over HTTP(S) and misbehaves on request;
+//! - [`pki`] makes a CA and the server and client certificates it signs;
+//! - [`relay`] is a TCP relay that cuts connections where a test plans;
+//! - [`workspace`] builds and finds another package's binary for a test to run.
 
 pub mod http;
+pub mod pki;
 pub mod qcow2;
 pub mod qemu;
 pub mod raw;
+pub mod relay;
+pub mod workspace;
