@@ -9,7 +9,7 @@ use std::path::Path;
 
 use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
 use cdi_testdata::raw::{Rng, sparse_disk, text};
-use support::{Pod, Relay, cdictl, state_files};
+use support::{AfterBudgets, Pod, Relay, cdictl, state_files};
 
 /// A 16 MiB qcow2 with compressed, plain and unallocated clusters (about 8 MiB of file).
 fn qcow2_image(seed: u64) -> Qcow2Builder {
@@ -135,7 +135,7 @@ fn connections_cut_at_random_offsets_are_resumed_to_an_identical_image() {
     let budgets: Vec<u64> = (0..4)
         .map(|_| (64 << 10) + rng.below(data.len() as u64 / 5))
         .collect();
-    relay.cut_after(&budgets, false);
+    relay.cut_connections_after(&budgets, AfterBudgets::Pass);
     let out = cdictl(
         dir.path(),
         &args(
@@ -172,7 +172,7 @@ fn an_interrupted_upload_is_continued_by_the_next_run_from_the_servers_offset() 
     std::fs::write(&file, &raw).expect("write");
     let extra = ["--chunk-size", "256Ki", "--retries", "1"];
     // The first connection breaks halfway, then the network stays down.
-    relay.cut_after(&[raw.len() as u64 / 2], true);
+    relay.cut_connections_after(&[raw.len() as u64 / 2], AfterBudgets::Refuse);
     let out = cdictl(
         dir.path(),
         &args(&relay.url(), &file, &pod.tls_args(), &extra),
@@ -225,7 +225,7 @@ fn an_upload_the_restarted_server_lost_starts_over_and_completes() {
     let file = dir.path().join("disk.raw");
     std::fs::write(&file, &raw).expect("write");
     let extra = ["--chunk-size", "256Ki", "--retries", "1"];
-    relay.cut_after(&[raw.len() as u64 / 2], true);
+    relay.cut_connections_after(&[raw.len() as u64 / 2], AfterBudgets::Refuse);
     let out = cdictl(
         dir.path(),
         &args(&relay.url(), &file, &pod.tls_args(), &extra),
@@ -258,7 +258,7 @@ fn a_file_changed_since_the_interrupted_run_ends_the_old_upload_and_starts_over(
     let file = dir.path().join("disk.raw");
     std::fs::write(&file, sparse_disk(8, 4 << 20, 4096)).expect("write");
     let extra = ["--chunk-size", "256Ki", "--retries", "1"];
-    relay.cut_after(&[2 << 20], true);
+    relay.cut_connections_after(&[2 << 20], AfterBudgets::Refuse);
     let out = cdictl(
         dir.path(),
         &args(&relay.url(), &file, &pod.tls_args(), &extra),
