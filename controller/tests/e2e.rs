@@ -34,23 +34,9 @@ where
     }
 }
 
-/// The worker binary `name` (package and binary of one name) next to ours, built if this test
-/// run did not build it.
+/// A worker binary of the workspace (each worker's package is named as its binary).
 fn worker_binary(name: &str) -> PathBuf {
-    let controller = PathBuf::from(env!("CARGO_BIN_EXE_cdi-controller"));
-    let dir = controller.parent().expect("target dir").to_path_buf();
-    let binary = dir.join(name);
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", name, "--bin", name]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p {name} failed");
-    }
-    binary
+    cdi_testdata::workspace::workspace_binary(name, name)
 }
 
 /// A cluster with our CRDs, and a namespace for the controller.
