@@ -104,9 +104,12 @@ pub struct Args {
     /// Longest wait for an upload server's answer (a sync upload answers after converting).
     #[arg(long, env = "RESPONSE_TIMEOUT", default_value = "24h", value_parser = parse_duration)]
     pub response_timeout: Duration,
-    /// Longest wait for a request's headers.
+    /// Longest wait for a request's headers, and for a request on an idle connection.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// Longest TLS handshake of a client.
+    #[arg(long, env = "TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
     /// How often certificate and key files are checked for changes.
     #[arg(long, env = "RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub reload_interval: Duration,
@@ -167,6 +170,7 @@ impl Args {
             },
             limits: ServeLimits {
                 header_read: self.header_read_timeout,
+                tls_handshake: self.tls_handshake_timeout,
                 ..ServeLimits::default()
             },
             reload_interval: self.reload_interval,
@@ -219,6 +223,7 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:8443".parse().expect("addr"));
         assert_eq!(config.readiness, ReadinessPolicy::default());
         assert_eq!(config.forward, ForwardTimeouts::default());
+        assert_eq!(config.limits, ServeLimits::default());
         assert_eq!(
             config.tls_cert,
             PathBuf::from("/var/run/certs/cdi-uploadproxy-server-cert/tls.crt")
@@ -235,6 +240,9 @@ mod tests {
             "--ready-timeout=2s",
             "--ready-interval=100ms",
             "--page-dir=/srv/page",
+            "--tls-handshake-timeout=1s",
+            "--header-read-timeout=2s",
+            "--idle-timeout=500ms",
         ])
         .expect("flags");
         let config = args.config();
@@ -242,5 +250,8 @@ mod tests {
         assert_eq!(config.readiness.timeout, Duration::from_secs(2));
         assert_eq!(config.readiness.interval, Duration::from_millis(100));
         assert_eq!(config.page_dir, Some(PathBuf::from("/srv/page")));
+        assert_eq!(config.limits.tls_handshake, Duration::from_secs(1));
+        assert_eq!(config.limits.header_read, Duration::from_secs(2));
+        assert_eq!(config.forward.idle, Duration::from_millis(500));
     }
 }

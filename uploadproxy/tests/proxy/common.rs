@@ -231,6 +231,19 @@ pub fn fast_readiness() -> ReadinessPolicy {
 
 /// The proxy's state with fixed keys and `targets`.
 pub fn state(targets: Arc<MemoryTargets>, page_dir: Option<PathBuf>) -> AppState {
+    let forward = ForwardTimeouts {
+        connect: Duration::from_secs(5),
+        ..ForwardTimeouts::default()
+    };
+    state_with(targets, page_dir, forward)
+}
+
+/// [`state`] with `forward` timeouts.
+pub fn state_with(
+    targets: Arc<MemoryTargets>,
+    page_dir: Option<PathBuf>,
+    forward: ForwardTimeouts,
+) -> AppState {
     let p = pki();
     let validator = Validator::from_public_pem(p.token_public.as_bytes()).expect("validator");
     let client = cdi_uploadproxy::client_config(
@@ -242,13 +255,7 @@ pub fn state(targets: Arc<MemoryTargets>, page_dir: Option<PathBuf>) -> AppState
     AppState::new(AppConfig {
         validator: Reloadable::fixed(validator),
         targets,
-        forwarder: Forwarder::new(
-            Reloadable::fixed(client),
-            ForwardTimeouts {
-                connect: Duration::from_secs(5),
-                ..ForwardTimeouts::default()
-            },
-        ),
+        forwarder: Forwarder::new(Reloadable::fixed(client), forward),
         readiness: fast_readiness(),
         page_dir,
     })
@@ -299,6 +306,19 @@ pub struct RunningProxy {
 
 impl RunningProxy {
     pub async fn start() -> RunningProxy {
+        let limits = ServeLimits {
+            shutdown_grace: Duration::from_millis(100),
+            ..ServeLimits::default()
+        };
+        let forward = ForwardTimeouts {
+            connect: Duration::from_secs(5),
+            ..ForwardTimeouts::default()
+        };
+        RunningProxy::start_with(limits, forward).await
+    }
+
+    /// The proxy with its own client `limits` and `forward` timeouts.
+    pub async fn start_with(limits: ServeLimits, forward: ForwardTimeouts) -> RunningProxy {
         let p = pki();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("tls.crt"), &p.proxy_cert.cert_pem).expect("write");
@@ -311,7 +331,7 @@ impl RunningProxy {
         )
         .expect("serving config");
         let targets = Arc::new(MemoryTargets::new());
-        let router = cdi_uploadproxy::app(state(Arc::clone(&targets), None));
+        let router = cdi_uploadproxy::app(state_with(Arc::clone(&targets), None, forward));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -319,10 +339,7 @@ impl RunningProxy {
             listener,
             serving,
             router,
-            ServeLimits {
-                shutdown_grace: Duration::from_millis(100),
-                ..ServeLimits::default()
-            },
+            limits,
             async move {
                 let _ = stopped.await;
             },
@@ -342,6 +359,21 @@ impl RunningProxy {
             std::fs::write(&next, contents).expect("write");
             std::fs::rename(&next, self.dir.path().join(name)).expect("rename");
         }
+    }
+
+    /// A TLS connection to the proxy speaking HTTP/1.1, for hand-written requests.
+    pub async fn raw_tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(&pki().proxy_ca.pem))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(self.addr).await.expect("connect");
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("TLS handshake")
     }
 
     /// Sends `request` over TLS (trusting the proxy CA); the reply and the proxy's certificate.

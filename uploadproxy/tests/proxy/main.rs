@@ -5,5 +5,6 @@ mod common;
 
 mod auth;
 mod forwarding;
+mod hostile;
 mod readiness;
 mod serving;
