@@ -109,11 +109,10 @@ fn start_controller(env: &Env, name: &str) -> ControllerProcess {
     start_controller_as(env, name, env.cluster.kubeconfig())
 }
 
-/// Applies `deploy/rbac.yaml` (its namespace replaced by the controller's) and returns a
-/// kubeconfig that authenticates as its ServiceAccount, so the controller runs with exactly
-/// the rights we ship.
-async fn service_account_kubeconfig(env: &Env) -> PathBuf {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+/// Applies `deploy/rbac.yaml` (namespace `cdi` replaced by the controller's; objects for
+/// other namespaces, such as the API server's RoleBinding in `kube-system`, stay there), so
+/// the components can run with exactly the rights we ship.
+async fn apply_rbac(env: &Env) {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
@@ -124,14 +123,19 @@ async fn service_account_kubeconfig(env: &Env) -> PathBuf {
     let ns = env.cdi_namespace.as_str();
     let pp = PostParams::default();
     for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
-        if doc["metadata"]["namespace"].is_string() {
+        if doc["metadata"]["namespace"] == "cdi" {
             doc["metadata"]["namespace"] = json!(ns);
         }
         if let Some(subjects) = doc["subjects"].as_array_mut() {
-            for s in subjects {
+            for s in subjects.iter_mut().filter(|s| s["namespace"] == "cdi") {
                 s["namespace"] = json!(ns);
             }
         }
+        let doc_ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(ns)
+            .to_string();
+        let ns = doc_ns.as_str();
         let c = env.client.clone();
         let created = match doc["kind"].as_str().unwrap_or("") {
             "ServiceAccount" => {
@@ -165,8 +169,16 @@ async fn service_account_kubeconfig(env: &Env) -> PathBuf {
             panic!("applying deploy/rbac.yaml: {e}");
         }
     }
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `account` of the controller's namespace
+/// (from [`apply_rbac`]), for a component that must work with the rights we ship.
+async fn service_account_kubeconfig(env: &Env, account: &str) -> PathBuf {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+
+    let pp = PostParams::default();
     let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(env.client.clone(), ns);
+        Api::namespaced(env.client.clone(), &env.cdi_namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: Vec::new(),
@@ -176,9 +188,9 @@ async fn service_account_kubeconfig(env: &Env) -> PathBuf {
         ..Default::default()
     };
     let token = sa
-        .create_token_request("cdi-sa", &pp, &request)
+        .create_token_request(account, &pp, &request)
         .await
-        .expect("a token for cdi-sa")
+        .unwrap_or_else(|e| panic!("a token for {account}: {e}"))
         .status
         .expect("token status")
         .token;
@@ -190,7 +202,7 @@ async fn service_account_kubeconfig(env: &Env) -> PathBuf {
             ..Default::default()
         });
     }
-    let out = env.logs.path().join("cdi-sa.kubeconfig");
+    let out = env.logs.path().join(format!("{account}.kubeconfig"));
     // JSON is YAML: kubeconfig readers take it as is.
     std::fs::write(
         &out,
@@ -733,7 +745,8 @@ async fn a_restarted_controller_picks_up_where_it_was() {
 
     // The importer finishes while no controller runs; the next one records it, running with
     // the ServiceAccount and RBAC of deploy/rbac.yaml (which proves they suffice).
-    let kubeconfig = service_account_kubeconfig(&env).await;
+    apply_rbac(&env).await;
+    let kubeconfig = service_account_kubeconfig(&env, "cdi-sa").await;
     let second = start_controller_as(&env, "cdi-controller-second", &kubeconfig);
     let dv = wait_phase(&dvs, "dv", DataVolumePhase::Succeeded).await;
     assert_eq!(
@@ -945,7 +958,11 @@ async fn upload_datavolume_succeeds_through_the_upload_proxy_with_a_token_from_t
     }
     let _controller = start_controller(&env, "cdi-controller-proxy");
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = env.cluster.kubeconfig().display().to_string();
+    // The API server and the proxy run as their ServiceAccounts of deploy/rbac.yaml, which
+    // proves the rights we ship suffice.
+    apply_rbac(&env).await;
+    let apiserver_kubeconfig = service_account_kubeconfig(&env, "cdi-apiserver").await;
+    let proxy_kubeconfig = service_account_kubeconfig(&env, "cdi-uploadproxy").await;
 
     // cdi-apiserver, registered through the aggregation layer.
     let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
@@ -967,7 +984,7 @@ async fn upload_datavolume_succeeds_through_the_upload_proxy_with_a_token_from_t
             format!("--tls-cert-file={}", api_cert.display()),
             format!("--tls-key-file={}", api_key.display()),
             format!("--signing-key={}", signing_key.display()),
-            format!("--kubeconfig={kubeconfig}"),
+            format!("--kubeconfig={}", apiserver_kubeconfig.display()),
         ],
     );
     wait_ready(
@@ -1028,7 +1045,7 @@ async fn upload_datavolume_succeeds_through_the_upload_proxy_with_a_token_from_t
             format!("--client-key={}", client_key.display()),
             format!("--server-ca={}", server_ca.display()),
             format!("--token-public-key={}", public_key.display()),
-            format!("--kubeconfig={kubeconfig}"),
+            format!("--kubeconfig={}", proxy_kubeconfig.display()),
         ],
     );
     let proxy = proxy_ca.client();
