@@ -123,7 +123,7 @@ fn gzip_raw_upload_with_its_checksum_gives_the_exact_image() {
 #[test]
 fn connections_cut_at_random_offsets_are_resumed_to_an_identical_image() {
     let mut pod = Pod::start();
-    let relay = Relay::start(pod.port);
+    let relay = Relay::start(pod.port());
     let dir = tempfile::tempdir().expect("tempdir");
     let b = qcow2_image(3);
     let data = gzip(&b.build());
@@ -165,7 +165,7 @@ fn connections_cut_at_random_offsets_are_resumed_to_an_identical_image() {
 #[test]
 fn an_interrupted_upload_is_continued_by_the_next_run_from_the_servers_offset() {
     let mut pod = Pod::start();
-    let relay = Relay::start(pod.port);
+    let relay = Relay::start(pod.port());
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = sparse_disk(4, 6 << 20, 4096);
     let file = dir.path().join("disk.raw");
@@ -219,7 +219,7 @@ fn an_interrupted_upload_is_continued_by_the_next_run_from_the_servers_offset() 
 #[test]
 fn an_upload_the_restarted_server_lost_starts_over_and_completes() {
     let mut pod = Pod::start();
-    let relay = Relay::start(pod.port);
+    let relay = Relay::start(pod.port());
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = sparse_disk(7, 4 << 20, 4096);
     let file = dir.path().join("disk.raw");
@@ -253,7 +253,7 @@ fn an_upload_the_restarted_server_lost_starts_over_and_completes() {
 #[test]
 fn a_file_changed_since_the_interrupted_run_ends_the_old_upload_and_starts_over() {
     let mut pod = Pod::start();
-    let relay = Relay::start(pod.port);
+    let relay = Relay::start(pod.port());
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("disk.raw");
     std::fs::write(&file, sparse_disk(8, 4 << 20, 4096)).expect("write");

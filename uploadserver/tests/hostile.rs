@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cdi_testdata::raw::sparse_disk;
+use cdi_testdata::rawtls::{read_until_closed, status_of, trickle};
 use tokio::io::AsyncWriteExt;
 
 use support::*;
@@ -467,33 +468,10 @@ fn request_headers_over_the_limit_get_431_and_are_not_buffered() {
 #[test]
 fn clients_that_never_finish_tls_or_never_send_a_request_are_disconnected() {
     let pod = Pod::start(&FAST);
-    runtime().block_on(async {
-        let started = Instant::now();
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", pod.port))
-            .await
-            .expect("connect");
-        read_until_closed(&mut tcp, Duration::from_secs(4)).await;
-        assert!(started.elapsed() >= Duration::from_millis(900));
-
-        // TLS done, then silence: no request ever starts.
-        let mut tls = pod.raw_tls().await;
-        read_until_closed(&mut tls, Duration::from_secs(4)).await;
-
-        // The HTTP/2 preface and settings, then silence.
-        let mut tls = pod.raw_tls().await;
-        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-            .await
-            .expect("preface");
-        read_until_closed(&mut tls, Duration::from_secs(4)).await;
-
-        // A keep-alive connection idle after its answer.
-        let mut tls = pod.raw_tls().await;
-        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .expect("request");
-        let answer = read_until_closed(&mut tls, Duration::from_secs(4)).await;
-        assert!(answer.starts_with(b"HTTP/1.1 200"));
-    });
+    runtime().block_on(pod.raw().assert_silent_clients_are_disconnected(
+        Duration::from_millis(900),
+        Duration::from_secs(4),
+    ));
 }
 
 #[test]
@@ -504,17 +482,13 @@ fn headers_sent_byte_by_byte_are_cut_at_the_header_timeout() {
         let request =
             b"POST /v1beta1/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n";
         let started = Instant::now();
-        let mut cut = false;
-        for &b in request.iter() {
-            if tls.write_all(&[b]).await.is_err() || tls.flush().await.is_err() {
-                cut = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if started.elapsed() > Duration::from_secs(3) {
-                break;
-            }
-        }
+        let cut = trickle(
+            &mut tls,
+            request,
+            Duration::from_millis(100),
+            Duration::from_secs(3),
+        )
+        .await;
         if !cut {
             read_until_closed(&mut tls, Duration::from_secs(2)).await;
         }

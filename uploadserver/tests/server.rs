@@ -268,7 +268,7 @@ fn uploads_need_the_proxys_client_certificate_but_probes_do_not() {
         );
         // Plain HTTP is not served.
         let plain = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/healthz", pod.port))
+            .get(format!("http://127.0.0.1:{}/healthz", pod.port()))
             .send()
             .await;
         assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));

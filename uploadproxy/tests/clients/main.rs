@@ -8,6 +8,9 @@
 //! and `uploadproxy/page`); `.ci/run` installs them, and a test whose tool is missing fails
 //! saying what to install. Random choices print their seed (`CDI_TEST_SEED` repeats one).
 
+#[path = "../shared/objects.rs"]
+mod objects;
+
 mod browser;
 mod cdictl;
 mod stack;

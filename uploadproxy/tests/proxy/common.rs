@@ -1,7 +1,6 @@
 //! Test fixtures: certificates and token keys made here, a fake mTLS upload server that records
 //! what reaches it, the proxy on 127.0.0.1 or as a bare router, and a TLS test client.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,33 +8,28 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use bytes::Bytes;
+use cdi_testdata::pki::{Ca, Leaf};
+use cdi_testdata::rawtls::{RawTls, client_config, provider, roots};
 use cdi_token::{Issuer, Payload, Validator};
-use cdi_uploadproxy::readiness::annotations;
 use cdi_uploadproxy::{
     AppConfig, AppState, ForwardTimeouts, Forwarder, MemoryTargets, ReadinessPolicy, Reloadable,
-    STANDIN_PORTS_ANNOTATION, ServeLimits,
+    ServeLimits,
 };
 use futures_util::StreamExt;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::KeyPair;
+use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-pub const CLAIM: &str = "disk";
-pub const NAMESPACE: &str = "vms";
+pub use crate::objects::{CLAIM, NAMESPACE, claim, ready_claim, upload_pod};
 /// The name the fake upload server's certificate is issued for, as the controller issues it.
 pub const UPLOAD_SERVER_NAME: &str = "cdi-upload-disk.vms.svc";
 pub const CLIENT_NAME: &str = "client.upload-server.cdi.kubevirt.io";
@@ -45,51 +39,6 @@ pub const BACKEND_TUS_LOCATION: &str =
 
 // ---------------------------------------------------------------------------------------------
 // Certificates and keys.
-
-/// A CA and what it signs.
-pub struct Ca {
-    issuer: rcgen::Issuer<'static, KeyPair>,
-    pub pem: String,
-}
-
-/// A certificate with its key.
-#[derive(Clone)]
-pub struct Leaf {
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub der: Vec<u8>,
-}
-
-impl Ca {
-    pub fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("CA");
-        Ca {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    pub fn leaf(&self, common_name: &str, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-}
 
 /// Every credential of a test: the proxy's serving CA, the upload servers' CA, the client
 /// CA, and the API server's token key.
@@ -110,19 +59,11 @@ pub fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
         let proxy_ca = Ca::new("proxy-ca");
-        let proxy_cert = proxy_ca.leaf(
-            "cdi-uploadproxy",
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
+        let proxy_cert = proxy_ca.server("cdi-uploadproxy", &["localhost", "127.0.0.1"]);
         let upload_ca = Ca::new("cdi-uploadserver-signer");
-        let upload_server_cert = upload_ca.leaf(
-            "cdi-upload-disk",
-            &[UPLOAD_SERVER_NAME],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
+        let upload_server_cert = upload_ca.server("cdi-upload-disk", &[UPLOAD_SERVER_NAME]);
         let client_ca = Ca::new("cdi-uploadserver-client-signer");
-        let client_cert = client_ca.leaf(CLIENT_NAME, &[], ExtendedKeyUsagePurpose::ClientAuth);
+        let client_cert = client_ca.client(CLIENT_NAME);
         // RSA keys: aws-lc-rs generates them through rcgen.
         let token = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
         let other = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
@@ -138,18 +79,6 @@ pub fn pki() -> &'static Pki {
             other_token_private: other.serialize_pem(),
         }
     })
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-fn roots(pem: &str) -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        roots.add(cert.expect("PEM")).expect("root");
-    }
-    roots
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -170,53 +99,6 @@ pub fn token() -> String {
 
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Claims and pods.
-
-/// The test claim as an upload target with `extra` annotations.
-pub fn claim(extra: &[(&str, &str)]) -> PersistentVolumeClaim {
-    let mut annotations = BTreeMap::from([(annotations::UPLOAD_TARGET.to_owned(), String::new())]);
-    for (k, v) in extra {
-        annotations.insert(k.to_string(), v.to_string());
-    }
-    PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(CLAIM.into()),
-            namespace: Some(NAMESPACE.into()),
-            annotations: Some(annotations),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-/// The test claim, its upload pod ready.
-pub fn ready_claim(extra: &[(&str, &str)]) -> PersistentVolumeClaim {
-    let mut all = vec![(annotations::POD_READY, "true")];
-    all.extend_from_slice(extra);
-    claim(&all)
-}
-
-/// The test claim's upload pod on 127.0.0.1, its 8443 mapped to `port` as the stand-in does.
-pub fn upload_pod(port: u16) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("cdi-upload-disk".into()),
-            namespace: Some(NAMESPACE.into()),
-            annotations: Some(BTreeMap::from([(
-                STANDIN_PORTS_ANNOTATION.to_owned(),
-                format!("{{\"8443\":{port}}}"),
-            )])),
-            ..Default::default()
-        },
-        spec: None,
-        status: Some(PodStatus {
-            pod_ip: Some("127.0.0.1".into()),
-            ..Default::default()
-        }),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,19 +243,14 @@ impl RunningProxy {
         }
     }
 
+    /// A raw HTTP/1.1 client of the proxy, trusting the proxy CA, with no client certificate.
+    pub fn raw(&self) -> RawTls {
+        RawTls::new(self.addr, "localhost", &pki().proxy_ca.pem, None)
+    }
+
     /// A TLS connection to the proxy speaking HTTP/1.1, for hand-written requests.
     pub async fn raw_tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let mut config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots(&pki().proxy_ca.pem))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = TcpStream::connect(self.addr).await.expect("connect");
-        TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost").expect("name"), tcp)
-            .await
-            .expect("TLS handshake")
+        self.raw().connect().await
     }
 
     /// Sends `request` over TLS (trusting the proxy CA); the reply and the proxy's certificate.
@@ -399,20 +276,7 @@ pub async fn send_tls(
     client: Option<&Leaf>,
     request: Request<Body>,
 ) -> (Reply, Vec<u8>) {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots(ca_pem));
-    let config = match client {
-        Some(leaf) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from(leaf.der.clone())],
-                rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())
-                    .expect("key"),
-            )
-            .expect("client auth"),
-        None => builder.with_no_client_auth(),
-    };
+    let config = client_config(ca_pem, client);
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from(server_name.to_owned()).expect("name");
     let tls = TlsConnector::from(Arc::new(config))

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
+use cdi_testdata::rawtls::{paced, read_until_closed, trickle};
 use cdi_uploadproxy::{ForwardTimeouts, ServeLimits};
 use http::{Request, StatusCode};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 
@@ -31,32 +32,6 @@ async fn fast_proxy() -> RunningProxy {
     .await
 }
 
-/// Reads until the proxy closes the connection; panics if it is still open after `within`.
-async fn read_until_closed<S: AsyncRead + Unpin>(stream: &mut S, within: Duration) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16 << 10];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return got,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => panic!(
-                "the connection is still open after {within:?}; read {:?}",
-                String::from_utf8_lossy(&got)
-            ),
-        }
-    }
-}
-
-/// Sends `request` as written on a fresh connection; the answer, up to the proxy's close.
-async fn raw_request(proxy: &RunningProxy, request: &[u8]) -> String {
-    let mut tls = proxy.raw_tls().await;
-    let _ = tls.write_all(request).await;
-    let _ = tls.flush().await;
-    String::from_utf8_lossy(&read_until_closed(&mut tls, Duration::from_secs(20)).await)
-        .into_owned()
-}
-
 fn healthz() -> Request<Body> {
     Request::get("/healthz")
         .header("host", "localhost")
@@ -71,14 +46,14 @@ async fn request_headers_over_the_limit_get_431_and_are_not_buffered() {
         "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100 << 10)
     );
-    let answer = raw_request(&proxy, one_huge.as_bytes()).await;
+    let answer = proxy.raw().request(one_huge.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     let mut many = String::from("GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..500 {
         many.push_str(&format!("X-Header-{i}: value\r\n"));
     }
     many.push_str("\r\n");
-    let answer = raw_request(&proxy, many.as_bytes()).await;
+    let answer = proxy.raw().request(many.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     // A 64 MiB header line: the proxy stops reading long before its end.
@@ -103,31 +78,10 @@ async fn request_headers_over_the_limit_get_431_and_are_not_buffered() {
 #[tokio::test]
 async fn clients_that_never_finish_tls_or_never_send_a_request_are_disconnected() {
     let proxy = fast_proxy().await;
-    let started = Instant::now();
-    let mut tcp = tokio::net::TcpStream::connect(proxy.addr)
-        .await
-        .expect("connect");
-    read_until_closed(&mut tcp, Duration::from_secs(4)).await;
-    assert!(started.elapsed() >= Duration::from_millis(900));
-
-    // TLS done, then silence.
-    let mut tls = proxy.raw_tls().await;
-    read_until_closed(&mut tls, Duration::from_secs(4)).await;
-
-    // The HTTP/2 preface and an empty SETTINGS frame, then silence.
-    let mut tls = proxy.raw_tls().await;
-    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .expect("preface");
-    read_until_closed(&mut tls, Duration::from_secs(4)).await;
-
-    // A keep-alive connection left idle after its answer.
-    let mut tls = proxy.raw_tls().await;
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("request");
-    let answer = read_until_closed(&mut tls, Duration::from_secs(4)).await;
-    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    proxy
+        .raw()
+        .assert_silent_clients_are_disconnected(Duration::from_millis(900), Duration::from_secs(4))
+        .await;
 }
 
 #[tokio::test]
@@ -139,17 +93,13 @@ async fn headers_sent_byte_by_byte_are_cut_at_the_header_timeout() {
         bearer(&token())
     );
     let started = Instant::now();
-    let mut cut = false;
-    for &b in request.as_bytes() {
-        if tls.write_all(&[b]).await.is_err() || tls.flush().await.is_err() {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if started.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-    }
+    let cut = trickle(
+        &mut tls,
+        request.as_bytes(),
+        Duration::from_millis(100),
+        Duration::from_secs(3),
+    )
+    .await;
     if !cut {
         read_until_closed(&mut tls, Duration::from_secs(2)).await;
     }
@@ -202,11 +152,7 @@ async fn slow_but_steady_upload_is_not_cut_by_the_timeouts() {
     // 12 pieces 400 ms apart: 4.8 s in all, longer than every timeout, never idle for 1 s.
     let pieces: Vec<Bytes> = (0..12u8).map(|i| Bytes::from(vec![i; 100_000])).collect();
     let sha = hex::encode(Sha256::digest(pieces.concat()));
-    let stream = futures_util::stream::unfold(pieces.into_iter(), |mut rest| async move {
-        let next = rest.next()?;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        Some((Ok::<_, std::io::Error>(next), rest))
-    });
+    let stream = paced(pieces, Duration::from_millis(400));
     let request = Request::post("/v1beta1/upload")
         .header("host", "localhost")
         .header("authorization", bearer(&token()))

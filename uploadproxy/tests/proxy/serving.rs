@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::body::Body;
 use cdi_uploadproxy::MemoryTargets;
 use http::{Request, StatusCode};
-use rcgen::ExtendedKeyUsagePurpose;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
@@ -55,11 +54,7 @@ async fn replaced_serving_certificate_is_used_by_new_connections() {
     let (_, before) = proxy.send(get("/healthz")).await;
     assert_eq!(before, pki().proxy_cert.der);
 
-    let renewed = pki().proxy_ca.leaf(
-        "cdi-uploadproxy",
-        &["localhost"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
+    let renewed = pki().proxy_ca.server("cdi-uploadproxy", &["localhost"]);
     proxy.replace_serving_cert(&renewed);
     let (reply, after) = proxy.send(get("/healthz")).await;
     assert_eq!(reply.status, StatusCode::OK);
