@@ -194,8 +194,7 @@ for f in "${FILES[@]}"; do
   src=$CORPUS/$f
   sum=$(sum_of "$f")
   [[ $sum =~ ^[0-9a-f]{64}$ ]] || die "no sha256 for $f in $CORPUS/SHA256SUMS"
-  # RFC 9530 form of the same sha256, for the POSTs: the proxy passes Repr-Digest on (it does
-  # not pass X-CDI-Checksum).
+  # RFC 9530 form of the same sha256, for the POSTs (X-CDI-Checksum would do as well).
   repr="sha-256=:$(python3 -c 'import base64, sys; print(base64.b64encode(bytes.fromhex(sys.argv[1])).decode())' "$sum"):"
   cat "$src" "$CORPUS/disk.raw" >/dev/null
   declare -A walls=() cpus=() rss_c=() rss_p=() rss_s=()

@@ -43,6 +43,7 @@ const FORWARDED_HEADERS: &[&str] = &[
     "user-agent",
     "want-content-digest",
     "want-repr-digest",
+    "x-cdi-checksum",
     "x-cdi-content-type",
     "x-http-method-override",
 ];

@@ -191,6 +191,7 @@ async fn tus_patch_with_query_token_forwards_upload_headers_but_no_token() {
         .header("upload-offset", "0")
         .header("content-type", "application/offset+octet-stream")
         .header("repr-digest", "sha-256=:AAAA:")
+        .header("x-cdi-checksum", "sha256:00ff")
         .header("x-cdi-content-type", "kubevirt")
         .header("cookie", "session=secret")
         .body(Body::from("0123456789"))
@@ -209,6 +210,7 @@ async fn tus_patch_with_query_token_forwards_upload_headers_but_no_token() {
         ("upload-offset", "0"),
         ("content-type", "application/offset+octet-stream"),
         ("repr-digest", "sha-256=:AAAA:"),
+        ("x-cdi-checksum", "sha256:00ff"),
         ("x-cdi-content-type", "kubevirt"),
         ("host", "cdi-upload-disk.vms.svc:8443"),
     ] {
@@ -269,4 +271,33 @@ async fn upload_server_with_another_claims_certificate_gives_502() {
         backend.seen().is_empty(),
         "nothing was sent to the wrong server"
     );
+}
+
+#[tokio::test]
+async fn tokens_for_another_claim_never_reach_this_claims_upload_server() {
+    let (backend, targets) = backend_for(ready_claim(&[])).await;
+    // Another claim in the same namespace, and the same claim name in another namespace: the
+    // token names the target, so neither may reach the upload server of `vms/disk`.
+    for (claim, namespace) in [("disk2", NAMESPACE), (CLAIM, "other")] {
+        let token = token_at(&Payload::upload(claim, namespace), SystemTime::now());
+        for request in [
+            Request::post("/v1beta1/upload")
+                .header("authorization", bearer(&token))
+                .body(Body::from("image bytes")),
+            Request::patch("/v1beta1/upload-tus/0123abcd")
+                .header("authorization", bearer(&token))
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", "0")
+                .header("content-type", "application/offset+octet-stream")
+                .body(Body::from("image bytes")),
+        ] {
+            let reply = oneshot(router(targets.clone()), request.expect("request")).await;
+            assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                reply.text(),
+                format!("rejecting Upload Request for PVC {claim} that doesn&#39;t exist"),
+            );
+        }
+    }
+    assert!(backend.seen().is_empty(), "{:?}", backend.seen().len());
 }
