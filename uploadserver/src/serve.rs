@@ -105,6 +105,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        set_nodelay(&tcp);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let builder = builder.clone();
@@ -160,5 +161,13 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("Connections still open after the drain period; closing them.");
+    }
+}
+
+/// Turns Nagle's algorithm off on an accepted connection, so that small frames back to the
+/// client (HTTP/2 window updates, answers to tus PATCHes) do not wait for delayed ACKs.
+fn set_nodelay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "Setting TCP_NODELAY failed.");
     }
 }
