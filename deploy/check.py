@@ -76,6 +76,7 @@ DEPLOYMENT_ENV = {
 IMAGES = {
     "controller.Containerfile": "cdi-controller",
     "importer.Containerfile": "cdi-importer",
+    "uploadserver.Containerfile": "cdi-uploadserver",
     "apiserver.Containerfile": "cdi-apiserver",
     "uploadproxy.Containerfile": "cdi-uploadproxy",
 }
@@ -477,7 +478,9 @@ def check_containerfiles(report: Report, deployment: dict) -> None:
     members = workspace_members()
     wanted_images = set()
     if deployment:
-        wanted_images = set(deployment["images"]) | {deployment["env"].get("IMPORTER_IMAGE")}
+        wanted_images = set(deployment["images"]) | {
+            deployment["env"].get(name) for name in ("IMPORTER_IMAGE", "UPLOADSERVER_IMAGE")
+        }
     tagged: set[str] = set()
     for file, package in IMAGES.items():
         path = DEPLOY / "images" / file
