@@ -89,6 +89,15 @@ impl Hasher {
         }
     }
 
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Md5(_) => Algorithm::Md5,
+            Hasher::Sha1(_) => Algorithm::Sha1,
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Md5(h) => h.update(data),
@@ -121,6 +130,35 @@ impl Checksum {
                 actual: actual_hex,
             })
         }
+    }
+}
+
+/// An expected digest that may become known only while the import runs: an upload's client
+/// sends the digest of the whole image with its last bytes, once it has read them. It is
+/// checked before the image is committed, like [`crate::ImportSpec::checksum`]; it must use one
+/// of the algorithms the import hashes with.
+#[derive(Debug, Clone, Default)]
+pub struct PendingChecksum(std::sync::Arc<std::sync::Mutex<Option<Checksum>>>);
+
+impl PendingChecksum {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the expectation; a second, different one is refused (the first stays).
+    pub fn set(&self, checksum: Checksum) -> Result<(), Checksum> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(existing) if *existing != checksum => Err(existing.clone()),
+            _ => {
+                *slot = Some(checksum);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn get(&self) -> Option<Checksum> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

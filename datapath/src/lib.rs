@@ -19,7 +19,7 @@ pub mod sink;
 pub mod source;
 pub mod verify;
 
-pub use checksum::{Algorithm, Checksum};
+pub use checksum::{Algorithm, Checksum, PendingChecksum};
 pub use decode::{DecodeReport, FormatChoice};
 pub use error::{Error, ErrorKind};
 pub use pipeline::{

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cdi_formats::Format;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::checksum::{Algorithm, Checksum, Hasher};
+use crate::checksum::{Algorithm, Checksum, Hasher, PendingChecksum};
 use crate::decode::{self, ChannelReader, Chunk, DecodeConfig, DecodeReport, FormatChoice};
 use crate::error::Error;
 use crate::progress::Progress;
@@ -43,9 +43,12 @@ const WRITE_QUEUE: usize = 16;
 pub struct ImportSpec {
     /// The expected digest of the source's bytes as transferred; a mismatch fails the import.
     pub checksum: Option<Checksum>,
-    /// A digest of the source to compute and report when no `checksum` is given (an upload
-    /// server returns it to the client).
+    /// A digest of the source to compute and report (an upload server returns it to the
+    /// client); computed beside `checksum` when the algorithms differ.
     pub digest: Option<Algorithm>,
+    /// An expected digest that may be set while the import runs, checked before the commit as
+    /// `checksum` is; it must use `checksum`'s or `digest`'s algorithm.
+    pub pending_checksum: Option<PendingChecksum>,
     pub format: FormatChoice,
     /// Bounds the memory the import may use for buffers and qcow2 bookkeeping.
     pub memory_limit: usize,
@@ -60,6 +63,7 @@ impl Default for ImportSpec {
         ImportSpec {
             checksum: None,
             digest: None,
+            pending_checksum: None,
             format: FormatChoice::Auto,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             spill_dir: std::env::temp_dir(),
@@ -85,20 +89,53 @@ pub struct ImportReport {
 }
 
 impl ImportSpec {
-    /// The algorithm the source is hashed with, if any.
-    fn hash_algorithm(&self) -> Option<Algorithm> {
-        self.checksum.as_ref().map(|c| c.algorithm).or(self.digest)
+    /// The algorithms the source is hashed with: the checksum's, then the digest's.
+    fn hash_algorithms(&self) -> Vec<Algorithm> {
+        let mut algorithms: Vec<Algorithm> = self.checksum.iter().map(|c| c.algorithm).collect();
+        if let Some(a) = self.digest
+            && !algorithms.contains(&a)
+        {
+            algorithms.push(a);
+        }
+        algorithms
     }
 
-    /// Checks the computed digest against the expected one and returns it.
-    fn check_digest(&self, actual: Option<String>) -> Result<Option<Checksum>, Error> {
-        let (Some(algorithm), Some(hex)) = (self.hash_algorithm(), actual) else {
-            return Ok(None);
-        };
-        if let Some(expected) = &self.checksum {
-            expected.verify(hex.clone())?;
+    fn hashers(&self) -> Option<Vec<Hasher>> {
+        let algorithms = self.hash_algorithms();
+        (!algorithms.is_empty()).then(|| algorithms.into_iter().map(Hasher::new).collect())
+    }
+
+    /// Checks the computed digests against the expected ones and returns the one to report:
+    /// the checksum's algorithm, else `digest`'s.
+    fn check_digest(&self, computed: Option<Vec<Checksum>>) -> Result<Option<Checksum>, Error> {
+        let computed = computed.unwrap_or_default();
+        let of = |algorithm: Algorithm| computed.iter().find(|c| c.algorithm == algorithm);
+        let expected = self.checksum.iter().cloned().chain(
+            self.pending_checksum
+                .as_ref()
+                .and_then(PendingChecksum::get),
+        );
+        for expected in expected {
+            let Some(actual) = of(expected.algorithm) else {
+                return Err(Error::Config(format!(
+                    "the expected {} digest cannot be checked: the import computed {}",
+                    expected.algorithm.name(),
+                    self.hash_algorithms()
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            expected.verify(actual.hex.clone())?;
         }
-        Ok(Some(Checksum { algorithm, hex }))
+        let reported = self.checksum.as_ref().map(|c| c.algorithm).or(self.digest);
+        Ok(reported.and_then(of).cloned())
+    }
+
+    /// Whether a checksum of `algorithm` set later can be verified by this import.
+    pub fn hashes(&self, algorithm: Algorithm) -> bool {
+        self.hash_algorithms().contains(&algorithm)
     }
 }
 
@@ -147,14 +184,14 @@ pub fn import(
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(depth);
     let (hash_tx, hash_rx) = bounded::<Chunk>(depth);
     let (write_tx, write_rx) = bounded::<WriteOp>(WRITE_QUEUE);
-    let hasher = spec.hash_algorithm().map(Hasher::new);
+    let hashers = spec.hashers();
 
     let (read_result, hash_result, decode_result, writer) = std::thread::scope(|scope| {
         let failed = &failed;
-        let hash_tx = hasher.is_some().then_some(hash_tx);
+        let hash_tx = hashers.is_some().then_some(hash_tx);
         let reader =
             scope.spawn(|| read_source(source.as_mut(), chunk_tx, hash_tx, progress, failed));
-        let hash = scope.spawn(move || hasher.map(|h| hash_chunks(h, hash_rx)));
+        let hash = scope.spawn(move || hashers.map(|h| hash_chunks(h, hash_rx)));
         let decoder = scope.spawn(|| {
             let r = decode::decode(ChannelReader::new(chunk_rx), &cfg, &write_tx);
             drop(write_tx);
@@ -255,14 +292,20 @@ fn read_source(
     Ok(total)
 }
 
-fn hash_chunks(mut hasher: Hasher, rx: Receiver<Chunk>) -> String {
+fn hash_chunks(mut hashers: Vec<Hasher>, rx: Receiver<Chunk>) -> Vec<Checksum> {
     for chunk in rx {
         match chunk {
-            Chunk::Data(b) => hasher.update(&b),
+            Chunk::Data(b) => hashers.iter_mut().for_each(|h| h.update(&b)),
             Chunk::End => break,
         }
     }
-    hasher.finish_hex()
+    hashers
+        .into_iter()
+        .map(|h| Checksum {
+            algorithm: h.algorithm(),
+            hex: h.finish_hex(),
+        })
+        .collect()
 }
 
 fn write_all(w: &mut Writer, rx: Receiver<WriteOp>) -> Result<(), Error> {
@@ -319,13 +362,13 @@ pub fn extract(
     let failed = AtomicBool::new(false);
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
     let (hash_tx, hash_rx) = bounded::<Chunk>(CHUNK_QUEUE);
-    let hasher = spec.hash_algorithm().map(Hasher::new);
+    let hashers = spec.hashers();
     let (read_result, hash_result, unpack_result) = std::thread::scope(|scope| {
         let failed = &failed;
-        let hash_tx = hasher.is_some().then_some(hash_tx);
+        let hash_tx = hashers.is_some().then_some(hash_tx);
         let reader =
             scope.spawn(|| read_source(source.as_mut(), chunk_tx, hash_tx, progress, failed));
-        let hash = scope.spawn(move || hasher.map(|h| hash_chunks(h, hash_rx)));
+        let hash = scope.spawn(move || hashers.map(|h| hash_chunks(h, hash_rx)));
         let unpacker = scope.spawn(|| {
             let r = (|| {
                 let (format, reader, layers) =

@@ -10,7 +10,8 @@ use cdi_datapath::sink::{
 };
 use cdi_datapath::source::FileSource;
 use cdi_datapath::{
-    Error, ErrorKind, FormatChoice, ImportFailure, ImportReport, ImportSpec, Progress, import,
+    Algorithm, Error, ErrorKind, FormatChoice, ImportFailure, ImportReport, ImportSpec,
+    PendingChecksum, Progress, import,
 };
 use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
 use cdi_testdata::raw::{Rng, sparse_disk, text};
@@ -159,6 +160,71 @@ fn every_checksum_algorithm_matches_the_coreutils_digest_of_the_compressed_bytes
         run(&src, &dest, &spec, TargetOptions::default())
             .unwrap_or_else(|f| panic!("{algo}: {}", f.error));
     }
+}
+
+#[test]
+fn a_checksum_set_while_the_import_runs_is_checked_beside_the_first_and_reported_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.raw.gz");
+    let bytes = compress("gzip", &sparse_disk(3, 2 << 20, 65536));
+    std::fs::write(&src, &bytes).expect("write");
+    let md5 = format!("md5:{}", hex::encode(md5::Md5::digest(&bytes)));
+    let sha256 = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    let spec = |pending: &str| {
+        let late = PendingChecksum::new();
+        late.set(pending.parse().expect("valid")).expect("first");
+        ImportSpec {
+            checksum: Some(md5.parse().expect("valid")),
+            digest: Some(Algorithm::Sha256),
+            pending_checksum: Some(late),
+            ..ImportSpec::default()
+        }
+    };
+    // Both digests are computed; the checksum's algorithm is the one reported.
+    let report = run(
+        &src,
+        &dir.path().join("ok.img"),
+        &spec(&sha256),
+        TargetOptions::default(),
+    )
+    .unwrap_or_else(|f| panic!("{}", f.error));
+    assert_eq!(report.digest.map(|d| d.to_string()), Some(md5.clone()));
+    // A wrong late digest fails the import like a wrong checksum, and leaves nothing.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let failure = run(
+        &src,
+        &dir.path().join("bad.img"),
+        &spec(&wrong),
+        TargetOptions::default(),
+    )
+    .expect_err("mismatch");
+    assert_eq!(failure.error.kind(), ErrorKind::ChecksumMismatch);
+    // One of an algorithm the import did not compute cannot be checked: refused, not ignored.
+    let sha1 = format!("sha1:{}", "0".repeat(40));
+    let failure = run(
+        &src,
+        &dir.path().join("sha1.img"),
+        &spec(&sha1),
+        TargetOptions::default(),
+    )
+    .expect_err("unverifiable");
+    assert!(
+        failure.error.to_string().contains("cannot be checked"),
+        "{}",
+        failure.error
+    );
+    only(dir.path(), &["img.raw.gz", "ok.img"]);
+}
+
+#[test]
+fn a_pending_checksum_keeps_the_first_value_it_was_given() {
+    let late = PendingChecksum::new();
+    let a: cdi_datapath::Checksum = format!("sha256:{}", "a".repeat(64)).parse().expect("valid");
+    let b: cdi_datapath::Checksum = format!("sha256:{}", "b".repeat(64)).parse().expect("valid");
+    late.set(a.clone()).expect("first");
+    late.set(a.clone()).expect("the same again");
+    assert_eq!(late.set(b), Err(a.clone()));
+    assert_eq!(late.get(), Some(a));
 }
 
 #[test]

@@ -89,7 +89,7 @@ pub fn parse_rfc9530(header: &'static str, value: &str) -> Result<Checksum, Dige
     best.ok_or(DigestError::NoKnownAlgorithm { header })
 }
 
-fn cdi_form(header: &'static str, value: &str) -> Result<Checksum, DigestError> {
+pub fn cdi_form(header: &'static str, value: &str) -> Result<Checksum, DigestError> {
     value
         .trim()
         .parse::<Checksum>()

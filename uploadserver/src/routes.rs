@@ -224,7 +224,7 @@ async fn one_request(
     let claim = s.begin()?;
     s.progress.reset();
     let transfer = s.start(content_length(&headers), expected, content);
-    let Transfer { sender, result } = match feed(transfer, stream, s.body_idle).await {
+    let Transfer { sender, result, .. } = match feed(transfer, stream, s.body_idle).await {
         Ok(t) => t,
         Err((t, err)) => {
             let why = err.message.clone();

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cdi_datapath::source::{PushSender, push_channel};
-use cdi_datapath::{Algorithm, Checksum, ImportSpec, Progress};
+use cdi_datapath::{Algorithm, Checksum, ImportSpec, PendingChecksum, Progress};
 use cdi_worker::metrics::Extra;
 use cdi_worker::{Failure, TargetSpec, Written};
 use tokio::sync::{oneshot, watch};
@@ -93,6 +93,11 @@ impl Drop for Claim {
 pub struct Transfer {
     pub sender: PushSender,
     pub result: oneshot::Receiver<Result<Written, Failure>>,
+    /// The digest of the whole upload when it is sent only with its last bytes (a tus
+    /// PATCH's `X-CDI-Checksum`); checked before the commit like `expected`.
+    pub pending: PendingChecksum,
+    /// The algorithms the import hashes with, so the only ones `pending` may use.
+    pub hashed: Vec<Algorithm>,
 }
 
 impl Shared {
@@ -208,12 +213,23 @@ impl Shared {
     ) -> Transfer {
         let (sender, source) = push_channel("the upload", total_len);
         let (tx, result) = oneshot::channel();
+        let pending = PendingChecksum::new();
         let spec = ImportSpec {
             checksum: expected,
             digest: Some(Algorithm::Sha256),
+            pending_checksum: Some(pending.clone()),
             spill_dir: self.spill_dir.clone(),
             ..ImportSpec::default()
         };
+        let hashed = [
+            Algorithm::Md5,
+            Algorithm::Sha1,
+            Algorithm::Sha256,
+            Algorithm::Sha512,
+        ]
+        .into_iter()
+        .filter(|a| spec.hashes(*a))
+        .collect();
         let target = self.target.clone();
         let progress = Arc::clone(&self.progress);
         let spawned = std::thread::Builder::new()
@@ -229,6 +245,11 @@ impl Shared {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "Could not start the import thread.");
         }
-        Transfer { sender, result }
+        Transfer {
+            sender,
+            result,
+            pending,
+            hashed,
+        }
     }
 }

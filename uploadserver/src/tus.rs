@@ -6,7 +6,8 @@
 //! state intact, and the result is the same as from one uninterrupted request. The offset is
 //! what the data path has taken ([`PushSender::offset`]), checked under the upload's lock by
 //! every PATCH: bytes are never applied twice or skipped, whatever point a connection dropped
-//! at. State lives in memory: if the server process restarts, the upload is gone (HEAD says 404),
+//! at. A client that hashes the image while sending it gives the whole upload's digest with
+//! its last PATCH (`X-CDI-Checksum`); it is checked before the commit. State lives in memory: if the server process restarts, the upload is gone (HEAD says 404),
 //! the partial target was never committed, and the client starts again from 0.
 
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, options};
 use bytes::Bytes;
-use cdi_datapath::Error;
 use cdi_datapath::source::PushSender;
+use cdi_datapath::{Algorithm, Checksum, Error, PendingChecksum};
 use cdi_worker::{Failure, Written};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -51,6 +52,12 @@ pub struct TusUpload {
     result: Mutex<Option<oneshot::Receiver<Result<Written, Failure>>>>,
     /// The offset as of the last PATCH step, for HEAD while a PATCH holds the sender.
     seen: std::sync::atomic::AtomicU64,
+    /// The digest given when the upload was created, if any.
+    expected: Option<Checksum>,
+    /// The digest of the whole upload a PATCH may carry (`X-CDI-Checksum`), checked before
+    /// the commit, and the algorithms it may use.
+    pending: PendingChecksum,
+    hashed: Vec<Algorithm>,
 }
 
 impl TusUpload {
@@ -66,6 +73,41 @@ impl TusUpload {
     fn record(&self, offset: u64) {
         self.seen
             .store(offset, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes the whole upload's digest from a PATCH's `X-CDI-Checksum`: a client that computes
+    /// it while sending knows it only at the end, so it comes with the last bytes and is
+    /// checked before the image is committed.
+    fn expect(&self, headers: &HeaderMap) -> Result<(), AppError> {
+        let Some(value) = headers.get(digest::CDI_CHECKSUM) else {
+            return Ok(());
+        };
+        let bad = |message: String| tus_error(StatusCode::BAD_REQUEST, message);
+        let value = value
+            .to_str()
+            .map_err(|_| bad("X-CDI-Checksum is not visible ASCII".into()))?;
+        let checksum = digest::cdi_form("X-CDI-Checksum", value).map_err(|e| bad(e.to_string()))?;
+        if !self.hashed.contains(&checksum.algorithm) {
+            let names: Vec<&str> = self.hashed.iter().map(|a| a.name()).collect();
+            return Err(bad(format!(
+                "X-CDI-Checksum on a PATCH must use an algorithm this upload computes ({}), not {}",
+                names.join(" or "),
+                checksum.algorithm.name()
+            )));
+        }
+        if let Some(expected) = &self.expected
+            && expected.algorithm == checksum.algorithm
+            && *expected != checksum
+        {
+            return Err(bad(format!(
+                "X-CDI-Checksum {checksum} disagrees with {expected}, given when the upload was created"
+            )));
+        }
+        self.pending.set(checksum.clone()).map_err(|earlier| {
+            bad(format!(
+                "X-CDI-Checksum {checksum} disagrees with {earlier}, given by an earlier PATCH"
+            ))
+        })
     }
 }
 
@@ -202,13 +244,16 @@ async fn create(
         let mut phase = s.phase();
         Shared::check_idle(&phase).map_err(AppError::from)?;
         s.progress.reset();
-        let transfer = s.start(Some(length), expected, s.content_type);
+        let transfer = s.start(Some(length), expected.clone(), s.content_type);
         let upload = Arc::new(TusUpload {
             id: new_id()?,
             length,
             sender: Mutex::new(Some(transfer.sender)),
             result: Mutex::new(Some(transfer.result)),
             seen: 0.into(),
+            expected,
+            pending: transfer.pending,
+            hashed: transfer.hashed,
         });
         *phase = Phase::Tus(Arc::clone(&upload));
         upload
@@ -304,6 +349,7 @@ async fn patch(s: &Shared, id: &str, req: http::Request<Body>) -> Result<Respons
     }
     let claimed = number(&headers, "upload-offset")?
         .ok_or_else(|| tus_error(StatusCode::BAD_REQUEST, "Upload-Offset is required"))?;
+    t.expect(&headers)?;
     let checksum = headers
         .get("upload-checksum")
         .map(|v| {

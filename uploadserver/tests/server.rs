@@ -495,6 +495,80 @@ fn tus_chunk_checksums_are_verified_and_a_bad_chunk_is_discarded() {
     assert_eq!(&pod.image()[..raw.len()], &raw[..]);
 }
 
+#[test]
+fn tus_whole_upload_digest_sent_with_the_last_patch_is_checked_before_the_commit() {
+    let mut pod = Pod::start(&[]);
+    let raw = sparse_disk(9, 2 << 20, 65536);
+    let half = raw.len() / 2;
+    let right = format!("sha256:{}", sha256_hex(&raw));
+    let rt = runtime();
+    let patch = |location: &str, from: usize, checksum: Option<String>| {
+        let mut req = pod
+            .client()
+            .patch(pod.url(location))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", from.to_string())
+            .header("content-type", "application/offset+octet-stream");
+        if let Some(c) = checksum {
+            req = req.header("x-cdi-checksum", c);
+        }
+        let body = raw[from..].to_vec();
+        async move {
+            let r = req.body(body).send().await.expect("patch");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    // The first half without a digest; the rest with the wrong one: refused before the commit.
+    let location = tus_create(&rt, &pod, raw.len(), None);
+    rt.block_on(async {
+        let first = pod
+            .client()
+            .patch(pod.url(&location))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body(raw[..half].to_vec())
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(first.status(), 204);
+        // An algorithm the upload does not compute cannot be checked: refused at once.
+        let (status, text) = patch(&location, half, Some(format!("sha1:{}", "0".repeat(40)))).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(
+            text.contains("must use an algorithm this upload computes (sha256)"),
+            "{text}"
+        );
+        assert_eq!(tus_offset(&pod, &location).await, half as u64);
+        let (status, text) =
+            patch(&location, half, Some(format!("sha256:{}", "0".repeat(64)))).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("checksum mismatch"), "{text}");
+    });
+    pod.assert_no_image();
+    // A digest that disagrees with the one given at creation is refused before any byte.
+    let location = tus_create(&rt, &pod, raw.len(), Some(&metadata_checksum(&right)));
+    rt.block_on(async {
+        let (status, text) = patch(&location, 0, Some(format!("sha256:{}", "1".repeat(64)))).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("disagrees with"), "{text}");
+        assert_eq!(tus_offset(&pod, &location).await, 0);
+        // The right one completes the upload.
+        let (status, text) = patch(&location, 0, Some(right.clone())).await;
+        assert_eq!(status, 204, "{text}\n{}", pod.log());
+    });
+    assert_eq!(pod.wait().0, 0);
+    assert_eq!(&pod.image()[..raw.len()], &raw[..]);
+}
+
+/// `Upload-Metadata` with a `checksum` entry.
+fn metadata_checksum(checksum: &str) -> String {
+    format!(
+        "checksum {}",
+        base64::engine::general_purpose::STANDARD.encode(checksum)
+    )
+}
+
 /// The server's digest code is under test, so the expected SHA-1 comes from openssl's CLI.
 fn openssl_sha1(data: &[u8]) -> Vec<u8> {
     let mut child = Command::new("openssl")
