@@ -7,7 +7,7 @@
 # real cdi-uploadproxy (release) against it. For each corpus file, alternately, BENCH_REPS times:
 #   local:  cdictl import FILE out.raw --checksum sha256:…       (the data path alone)
 #   tus:    a fresh cdi-uploadserver on UPLOAD_PORT, and cdictl upload --url https://proxy FILE
-#           --token T --ca CA --checksum sha256:… (resumable, 16 MiB PATCHes by default)
+#           --token T --ca CA --checksum sha256:… (resumable: one streamed PATCH, then the last MiB)
 #   post:   the same server, one plain `curl --http1.1 -T FILE -X POST …/v1beta1/upload` through
 #           the proxy (post-h2: the same with --http2, curl's default against the proxy)
 #   direct: the same HTTP/1.1 POST straight to the upload server with the proxy's client cert
@@ -341,7 +341,7 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
     "$REPS repetitions, alternating, page cache warm; everything on 127.0.0.1 over TLS 1.3."
   echo "Every run verifies the file's sha256 and writes a sparse, synced image; medians in seconds, from the client's"
   echo "start to the upload server's exit (a fresh server per upload). tus: \`cdictl upload\`" \
-    "(chunks of ${TUS_CHUNK:-16Mi}, HTTP/2 to the proxy); post: one \`curl --http1.1 -T FILE -X POST /v1beta1/upload\` through the proxy."
+    "(${TUS_CHUNK:+chunks of $TUS_CHUNK, }HTTP/1.1 to the proxy); post: one \`curl --http1.1 -T FILE -X POST /v1beta1/upload\` through the proxy."
   echo
   echo "| file | local (s) | tus (s) | tus/local | post (s) | post/local | target | pass/fail | tus RSS client / proxy / server (MiB) | post RSS client / proxy / server (MiB) | outputs identical |"
   echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"

@@ -9,9 +9,7 @@ use cdi_datapath::{Checksum, FormatChoice, ImportSpec};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::imageupload::{DvOptions, ImageUploadRequest};
-use crate::upload::{
-    MAX_CHUNK, MIN_CHUNK, TlsOptions, TransferOptions, UploadRequest, normalize_url,
-};
+use crate::upload::{MIN_CHUNK, TlsOptions, TransferOptions, UploadRequest, normalize_url};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,9 +117,10 @@ pub struct TransferArgs {
     /// it before it commits the image.
     #[arg(long)]
     pub checksum: Option<String>,
-    /// Bytes per request, each verified on arrival (at most 64Mi).
-    #[arg(long, default_value = "16Mi")]
-    pub chunk_size: String,
+    /// Bytes per request at most (at least 64Ki), for proxies that limit request bodies; by
+    /// default the whole file goes in one streamed request, resumed where it broke.
+    #[arg(long)]
+    pub chunk_size: Option<String>,
     /// Attempts in a row without progress before giving up.
     #[arg(long, alias = "retry", default_value_t = 5)]
     pub retries: u32,
@@ -299,10 +298,14 @@ impl TransferArgs {
             .map(str::parse::<Checksum>)
             .transpose()
             .context("--checksum")?;
-        let chunk_size = parse_size(&self.chunk_size).context("--chunk-size")?;
-        if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
+        let chunk_size = self
+            .chunk_size
+            .as_deref()
+            .map(|size| parse_size(size).context("--chunk-size"))
+            .transpose()?;
+        if chunk_size.is_some_and(|size| size < MIN_CHUNK) {
             bail!(
-                "--chunk-size must be between 64Ki and 64Mi (the server verifies each chunk in memory)"
+                "--chunk-size must be at least 64Ki: smaller requests cost more than their bytes"
             );
         }
         Ok(TransferOptions {
@@ -524,8 +527,8 @@ mod tests {
     }
 
     #[test]
-    fn upload_chunk_sizes_are_bounded_by_what_the_server_verifies() {
-        let parse = |chunk: &str| {
+    fn upload_chunk_sizes_have_a_floor_and_no_default() {
+        let parse = |chunk: Option<&str>| {
             let argv = [
                 "cdictl",
                 "upload",
@@ -535,16 +538,17 @@ mod tests {
                 "t",
                 "f.img",
             ];
-            let argv = argv.iter().copied().chain(["--chunk-size", chunk]);
+            let flag = chunk.map(|c| ["--chunk-size", c]);
+            let argv = argv.iter().copied().chain(flag.into_iter().flatten());
             match Cli::try_parse_from(argv).expect("parses").command {
                 Command::Upload(a) => a.into_request().map(|r| r.options.chunk_size),
                 other => anyhow::bail!("parsed as {other:?}"),
             }
         };
-        assert_eq!(parse("16Mi").expect("valid"), 16 << 20);
-        assert_eq!(parse("64Mi").expect("valid"), 64 << 20);
-        assert!(parse("65Mi").is_err());
-        assert!(parse("1Ki").is_err());
+        assert_eq!(parse(None).expect("valid"), None);
+        assert_eq!(parse(Some("16Mi")).expect("valid"), Some(16 << 20));
+        assert_eq!(parse(Some("4Gi")).expect("valid"), Some(4 << 30));
+        assert!(parse(Some("1Ki")).is_err());
     }
 
     #[test]

@@ -122,6 +122,17 @@ fn gzip_raw_upload_with_its_checksum_gives_the_exact_image() {
 
 #[test]
 fn connections_cut_at_random_offsets_are_resumed_to_an_identical_image() {
+    cut_and_resumed(&["--chunk-size", "512Ki"], 11);
+}
+
+#[test]
+fn the_whole_file_in_one_streamed_request_is_resumed_where_each_cut_left_it() {
+    cut_and_resumed(&[], 12);
+}
+
+/// Four connections in a row cut at random points (TLS records and requests included: inside
+/// a request, between them, in the first one), then the upload resumes to the exact image.
+fn cut_and_resumed(chunking: &[&str], seed: u64) {
     let mut pod = Pod::start();
     let relay = Relay::start(pod.port());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -129,21 +140,16 @@ fn connections_cut_at_random_offsets_are_resumed_to_an_identical_image() {
     let data = gzip(&b.build());
     let file = dir.path().join("disk.qcow2.gz");
     std::fs::write(&file, &data).expect("write");
-    // Four connections in a row are cut, each after a different number of bytes (TLS
-    // records and requests included): inside chunks, between them, in the first request.
-    let mut rng = Rng::new(11);
+    let mut rng = Rng::new(seed);
     let budgets: Vec<u64> = (0..4)
         .map(|_| (64 << 10) + rng.below(data.len() as u64 / 5))
         .collect();
     relay.cut_connections_after(&budgets, AfterBudgets::Pass);
+    let mut extra = chunking.to_vec();
+    extra.extend(["--retries", "6"]);
     let out = cdictl(
         dir.path(),
-        &args(
-            &relay.url(),
-            &file,
-            &pod.tls_args(),
-            &["--chunk-size", "512Ki", "--retries", "6"],
-        ),
+        &args(&relay.url(), &file, &pod.tls_args(), &extra),
     );
     let (stdout, stderr) = text_of(&out);
     assert!(
@@ -377,7 +383,7 @@ fn a_missing_file_and_bad_flags_have_their_exit_codes() {
             "https://127.0.0.1:1",
             &missing,
             &[],
-            &["--token", "t", "--chunk-size", "128Mi"],
+            &["--token", "t", "--chunk-size", "1Ki"],
         ),
     );
     let (_, stderr) = text_of(&out);

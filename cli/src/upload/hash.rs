@@ -89,6 +89,18 @@ impl ConfirmedHash {
         Ok(())
     }
 
+    /// A copy of the running state and what it covers, to hash bytes on the way out with.
+    pub fn fork(&self) -> (Hasher, u64) {
+        (self.hasher.clone(), self.upto)
+    }
+
+    /// Takes a forked state that now covers `file[0..upto]`: the server confirmed every byte
+    /// it was advanced by.
+    pub fn adopt_fork(&mut self, hasher: Hasher, upto: u64) {
+        self.hasher = hasher;
+        self.upto = upto;
+    }
+
     /// The digest of what is hashed so far, leaving the running state as it is.
     pub fn digest(&self) -> Checksum {
         Checksum {

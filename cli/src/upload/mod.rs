@@ -2,13 +2,13 @@
 //! resumable tus protocol, so a broken connection costs a chunk, not the whole upload.
 //!
 //! ```text
-//!  file ──chunk (16 MiB, own sha256)──► PATCH /v1beta1/upload-tus/<id> ──► proxy ──► upload server
-//!    │                                     ▲ broken? back off, HEAD: the server's offset
-//!    └─ sha256 of the confirmed bytes ─────┴─► compared with the server's digest at the end
+//!  file ──read + sha256──► PATCH (streamed) ─┐
+//!       └─ last MiB, whole sha256 ─► PATCH ──┴─► /v1beta1/upload-tus/<id> ─► proxy ─► upload server
+//!                                   ▲ broken? back off, HEAD: the server's offset
 //! ```
 //!
-//! `tus.rs` makes the requests, `session.rs` decides what comes next, `hash.rs` keeps the whole
-//! file's digest right across resumes, `state.rs` lets a later run continue an interrupted
+//! `tus.rs` makes the requests, `session.rs` decides what comes next, `reader.rs` streams a
+//! range of the file as a body, `hash.rs` keeps the whole file's digest right across resumes, `state.rs` lets a later run continue an interrupted
 //! upload, `progress.rs` shows it, `auth.rs` holds (and renews) the token.
 
 pub mod auth;
@@ -16,6 +16,7 @@ mod backoff;
 pub mod error;
 mod hash;
 pub mod progress;
+mod reader;
 mod session;
 pub mod state;
 pub mod tus;
@@ -35,10 +36,7 @@ pub use auth::Auth;
 pub use error::UploadError;
 pub use session::Uploaded;
 
-/// Chunks are at most this large: the server holds a chunk with a checksum in memory until it
-/// is verified, and takes at most 64 MiB.
-pub const MAX_CHUNK: u64 = 64 << 20;
-/// And at least this large, or the requests cost more than the bytes.
+/// `--chunk-size` is at least this large, or the requests cost more than the bytes.
 pub const MIN_CHUNK: u64 = 64 << 10;
 /// Connecting (TCP and TLS) takes at most this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,7 +58,8 @@ pub struct TransferOptions {
     pub tls: TlsOptions,
     /// The whole file's expected digest, verified by the server before it commits the image.
     pub checksum: Option<Checksum>,
-    pub chunk_size: u64,
+    /// Bytes per request at most (none: the whole file in one streamed request).
+    pub chunk_size: Option<u64>,
     /// Attempts in a row without progress before giving up.
     pub retries: u32,
     pub progress: ProgressArg,
@@ -117,8 +116,12 @@ pub fn http_client(tls: &TlsOptions) -> Result<reqwest::Client, UploadError> {
             "check the certificate files given (PEM, readable)",
         )
     };
+    // HTTP/1.1 even where the proxy offers HTTP/2: an upload is one request at a time, and
+    // HTTP/2's flow control and framing cost a fifth more CPU for the same bytes
+    // (bench/upload.sh), on machines where client and servers share the cores.
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("cdictl/", env!("CARGO_PKG_VERSION")))
+        .http1_only()
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(Duration::from_secs(30));
     if tls.insecure {

@@ -12,9 +12,14 @@
 //!     └──────────────────► Sync (HEAD: the server's offset)
 //! ```
 //!
-//! The whole file's digest covers exactly the bytes the server confirmed ([`ConfirmedHash`]);
-//! the chunk being sent stays buffered until its offset is confirmed, so a resume never reads
-//! what the digest already holds.
+//! The file goes out in streamed PATCHes (one for the whole file unless `--chunk-size` caps
+//! them), read and hashed on a thread as they are sent ([`super::reader`]), and a last, small
+//! PATCH held in memory: it carries its own `Upload-Checksum` and the whole file's digest
+//! (`X-CDI-Checksum`), which the server checks before it commits the image. So each byte is
+//! read once, the server never holds a chunk back to verify it, and nothing unverified is
+//! committed. The digest covers exactly the bytes the server confirmed ([`ConfirmedHash`]): a
+//! streamed PATCH's hash state is kept only if the server took all of it; otherwise the
+//! confirmed part is read back from the file.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -31,9 +36,14 @@ use super::backoff::Backoff;
 use super::error::UploadError;
 use super::hash::{Buffered, ConfirmedHash};
 use super::progress::{Display, Meter};
+use super::reader::{Read, range_body};
 use super::state::{FileStamp, Saved, StateFile};
-use super::tus::{Failure, Refusal, Tus, metadata};
+use super::tus::{Failure, PatchBody, Patched, Refusal, Tus, metadata};
 use crate::report::bytes as human;
+
+/// The last bytes of the file go in one PATCH held in memory, of at most this many, with the
+/// whole file's digest.
+const TAIL: u64 = 1 << 20;
 
 /// What one upload needs.
 #[derive(Debug)]
@@ -43,7 +53,8 @@ pub struct Plan {
     pub url: String,
     pub file: PathBuf,
     pub checksum: Option<Checksum>,
-    pub chunk_size: u64,
+    /// Bytes per streamed PATCH at most (none: the whole file in one).
+    pub chunk_size: Option<u64>,
     /// Attempts in a row without progress before giving up.
     pub retries: u32,
     pub state_dir: Option<PathBuf>,
@@ -93,7 +104,7 @@ struct Session<'a> {
     auth: &'a mut Auth,
     display: &'a Display,
     meter: Arc<Meter>,
-    file: File,
+    file: Arc<File>,
     stamp: FileStamp,
     state: Option<StateFile>,
     metadata: String,
@@ -103,7 +114,7 @@ struct Session<'a> {
     confirmed: u64,
     /// The most the server has confirmed; progress is going past it.
     best: u64,
-    /// The chunk being sent, kept until the server confirms it.
+    /// The last chunk, kept until the server confirms it.
     buffer: Option<(u64, Bytes)>,
     continued_from: Option<u64>,
     resumes: u32,
@@ -148,7 +159,7 @@ pub async fn run(plan: &Plan, auth: &mut Auth, display: &Display) -> Result<Uplo
         auth,
         display,
         meter,
-        file,
+        file: Arc::new(file),
         stamp,
         state: plan
             .state_dir
@@ -455,9 +466,10 @@ impl Session<'_> {
         }
     }
 
-    /// The chunk at the confirmed offset: the buffered one if it is that, else read.
-    fn chunk(&mut self) -> Result<Bytes, UploadError> {
-        let len = self.plan.chunk_size.min(self.size() - self.confirmed) as usize;
+    /// The rest of the file from the confirmed offset: the buffered tail if it is that, else
+    /// read.
+    fn tail(&mut self) -> Result<Bytes, UploadError> {
+        let len = (self.size() - self.confirmed) as usize;
         if let Some((at, data)) = &self.buffer
             && *at == self.confirmed
             && data.len() == len
@@ -477,22 +489,96 @@ impl Session<'_> {
         let Some(location) = self.location.clone() else {
             return Ok(Step::Create);
         };
+        if self.size() - self.confirmed <= TAIL {
+            return self.send_last(&location).await;
+        }
         let offset = self.confirmed;
-        let data = self.chunk()?;
-        let end = offset + data.len() as u64;
-        let last = end == self.size();
+        let len = (self.size() - offset - TAIL).min(self.plan.chunk_size.unwrap_or(u64::MAX));
+        let end = offset + len;
+        let (hasher, upto) = self.hash.fork();
+        debug_assert_eq!(upto, offset);
+        let (body, reader) = range_body(
+            Arc::clone(&self.file),
+            offset,
+            len,
+            hasher,
+            Arc::clone(&self.meter),
+        )
+        .map_err(|e| UploadError::reading(&self.plan.file, &e))?;
         let answer = self
             .plan
             .tus
             .patch(
                 &location,
                 offset,
-                data,
-                last,
+                PatchBody::streamed(body, len),
+                false,
                 self.auth.token(),
                 &self.meter,
             )
             .await;
+        let read = tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(Ok(Read::Dropped))
+            .map_err(|e| UploadError::reading(&self.plan.file, &e))?;
+        if let (Ok(patched), Read::Whole(hasher)) = (&answer, read)
+            && patched.offset == end
+        {
+            self.hash.adopt_fork(*hasher, end);
+        }
+        self.answered(answer, offset, end).await
+    }
+
+    /// The last bytes, with their own checksum and the whole file's digest.
+    async fn send_last(&mut self, location: &Url) -> Result<Step, UploadError> {
+        let offset = self.confirmed;
+        let data = self.tail()?;
+        let end = offset + data.len() as u64;
+        let (mut hasher, _) = self.hash.fork();
+        hasher.update(&data);
+        let whole = Checksum {
+            algorithm: hasher.algorithm(),
+            hex: hasher.finish_hex(),
+        };
+        if let Some(expected) = &self.plan.checksum
+            && expected.algorithm == whole.algorithm
+            && *expected != whole
+        {
+            let _ = self.plan.tus.terminate(location, self.auth.token()).await;
+            self.forget_state();
+            return Err(UploadError::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "checksum mismatch: {} is {whole}, but --checksum says {expected}; the upload was ended and the server kept nothing",
+                    self.plan.file.display()
+                ),
+                "check that --checksum belongs to this file (or fetch the file again), then upload again",
+            ));
+        }
+        let answer = self
+            .plan
+            .tus
+            .patch(
+                location,
+                offset,
+                PatchBody::held(data, Some(whole), &self.meter),
+                true,
+                self.auth.token(),
+                &self.meter,
+            )
+            .await;
+        self.answered(answer, offset, end).await
+    }
+
+    /// What follows the server's answer to a PATCH of bytes `offset..end`.
+    async fn answered(
+        &mut self,
+        answer: Result<Patched, Failure>,
+        offset: u64,
+        end: u64,
+    ) -> Result<Step, UploadError> {
         self.meter.confirm(self.confirmed);
         match answer {
             Ok(patched) => {

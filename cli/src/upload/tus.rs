@@ -103,6 +103,53 @@ pub struct Patched {
     pub digest: Option<Checksum>,
 }
 
+/// What a PATCH carries.
+pub struct PatchBody {
+    body: reqwest::Body,
+    len: u64,
+    /// `Upload-Checksum`: the digest of these bytes, when they were in memory to hash first.
+    chunk_checksum: Option<String>,
+    /// `X-CDI-Checksum`: the digest of the whole upload, sent with its last bytes so that the
+    /// server checks it before it commits the image.
+    whole: Option<Checksum>,
+}
+
+impl PatchBody {
+    /// Bytes in memory, with their own checksum (and the whole upload's, on the last PATCH).
+    pub fn held(chunk: Bytes, whole: Option<Checksum>, meter: &Arc<Meter>) -> PatchBody {
+        let len = chunk.len() as u64;
+        let checksum = chunk_checksum(&chunk);
+        let meter = Arc::clone(meter);
+        let pieces = (0..chunk.len())
+            .step_by(PIECE)
+            .map(move |at| chunk.slice(at..(at + PIECE).min(chunk.len())))
+            .collect::<Vec<_>>();
+        let stream = futures_util::stream::iter(pieces.into_iter().map(move |piece| {
+            meter
+                .in_flight
+                .fetch_add(piece.len() as u64, Ordering::Relaxed);
+            Ok::<_, std::convert::Infallible>(piece)
+        }));
+        PatchBody {
+            body: reqwest::Body::wrap_stream(stream),
+            len,
+            chunk_checksum: Some(checksum),
+            whole,
+        }
+    }
+
+    /// `len` bytes streamed as they are read (see [`super::reader`]), with no checksum of
+    /// their own: the whole upload's digest covers them.
+    pub fn streamed(body: reqwest::Body, len: u64) -> PatchBody {
+        PatchBody {
+            body,
+            len,
+            chunk_checksum: None,
+            whole: None,
+        }
+    }
+}
+
 /// The tus client: an HTTP client, the endpoint's URL and the bearer token (if any).
 #[derive(Debug, Clone)]
 pub struct Tus {
@@ -272,42 +319,32 @@ impl Tus {
         Ok(Head { offset, length })
     }
 
-    /// PATCH: `chunk` at `offset`, with its own checksum; `last` when it ends the upload.
+    /// PATCH: `body` at `offset`; `last` when it ends the upload.
     pub async fn patch(
         &self,
         location: &Url,
         offset: u64,
-        chunk: Bytes,
+        body: PatchBody,
         last: bool,
         token: Option<&str>,
         meter: &Arc<Meter>,
     ) -> Result<Patched, Failure> {
-        let len = chunk.len() as u64;
-        let checksum = chunk_checksum(&chunk);
         meter.in_flight.store(0, Ordering::Relaxed);
-        let body = {
-            let meter = Arc::clone(meter);
-            let pieces = (0..chunk.len())
-                .step_by(PIECE)
-                .map(move |at| chunk.slice(at..(at + PIECE).min(chunk.len())))
-                .collect::<Vec<_>>();
-            futures_util::stream::iter(pieces.into_iter().map(move |piece| {
-                meter
-                    .in_flight
-                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
-                Ok::<_, std::convert::Infallible>(piece)
-            }))
-        };
-        let request = self
+        let mut request = self
             .request(reqwest::Method::PATCH, location, token)
             .header("upload-offset", offset.to_string())
             .header("content-type", "application/offset+octet-stream")
-            .header("content-length", len.to_string())
-            .header("upload-checksum", checksum);
+            .header("content-length", body.len.to_string());
+        if let Some(checksum) = body.chunk_checksum {
+            request = request.header("upload-checksum", checksum);
+        }
+        if let Some(whole) = body.whole {
+            request = request.header("x-cdi-checksum", whole.to_string());
+        }
         let response = watched(
-            request.body(reqwest::Body::wrap_stream(body)).send(),
+            request.body(body.body).send(),
             meter,
-            len,
+            body.len,
             if last { FINAL_ANSWER } else { CHUNK_ANSWER },
         )
         .await?;
