@@ -298,21 +298,26 @@ pub(crate) fn registry_error(
     e: &oci_client::errors::OciDistributionError,
 ) -> Error {
     use oci_client::errors::OciDistributionError as E;
-    let text = e.to_string();
     let kind = match e {
         E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => ErrorKind::Auth,
         E::ImageManifestNotFoundError(_) => ErrorKind::NotFound,
         E::ServerError { code, .. } if *code == 401 || *code == 403 => ErrorKind::Auth,
         E::ServerError { code, .. } if *code == 404 => ErrorKind::NotFound,
-        E::RegistryError { .. }
-            if text.contains("NotFound")
-                || text.contains("ManifestUnknown")
-                || text.contains("NameUnknown") =>
-        {
-            ErrorKind::NotFound
-        }
-        E::RegistryError { .. } if text.contains("Unauthorized") || text.contains("Denied") => {
-            ErrorKind::Auth
+        E::RegistryError { envelope, .. } => {
+            use oci_client::errors::OciErrorCode as C;
+            let any = |codes: &[C]| envelope.errors.iter().any(|e| codes.contains(&e.code));
+            if any(&[
+                C::ManifestUnknown,
+                C::NameUnknown,
+                C::NotFound,
+                C::BlobUnknown,
+            ]) {
+                ErrorKind::NotFound
+            } else if any(&[C::Unauthorized, C::Denied]) {
+                ErrorKind::Auth
+            } else {
+                ErrorKind::Network
+            }
         }
         E::RequestError(r) if is_tls(r) => ErrorKind::Auth,
         E::DigestError(_) => ErrorKind::ChecksumMismatch,
