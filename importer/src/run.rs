@@ -1,11 +1,15 @@
-//! The import itself: maps the config onto a target and a source, runs the data path (or
-//! archive extraction or a blank disk), and turns the result into a termination [`Outcome`].
+//! The import itself: maps the config onto a target and a [`SourceSpec`], runs the data path
+//! (or archive extraction or a blank disk), and turns the result into a termination
+//! [`Outcome`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cdi_datapath::sink::CacheMode;
-use cdi_datapath::source::{HttpOptions, HttpSource};
+use cdi_datapath::source::gcs::GcsOptions;
+use cdi_datapath::source::registry::RegistryOptions;
+use cdi_datapath::source::s3::S3Options;
+use cdi_datapath::source::{HttpOptions, SourceSpec};
 use cdi_datapath::{Error, ErrorKind, ImportSpec, Progress};
 use cdi_worker::metrics::{self, Extra};
 use cdi_worker::{Destination, Failure, Outcome, Paths, TargetSpec, Written};
@@ -55,9 +59,10 @@ pub fn run(cfg: &Config, paths: &Paths) -> Outcome {
         }
     }
     let target = target(cfg, paths);
-    let result = match &cfg.source {
-        SourceKind::Blank => target.write_blank(),
-        SourceKind::Http { url } => http(cfg, paths, &target, url, &progress, &extra),
+    let result = match source_spec(cfg) {
+        Ok(None) => target.write_blank(),
+        Ok(Some(spec)) => import(cfg, paths, &target, spec, &progress, &extra),
+        Err(failure) => Err(failure),
     };
     match result {
         Ok(written) => Outcome::Success {
@@ -66,10 +71,10 @@ pub fn run(cfg: &Config, paths: &Paths) -> Outcome {
         },
         Err(failure) => {
             let e = &failure.error;
-            let prefix = if matches!(e, Error::Http { .. })
+            let prefix = if matches!(e, Error::Http { .. } | Error::Registry { .. })
                 && matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Auth)
             {
-                "Unable to connect to http data source"
+                connect_prefix(&cfg.source)
             } else {
                 "Unable to process data"
             };
@@ -97,25 +102,90 @@ fn extra_ca(cfg: &Config) -> Result<Vec<Vec<u8>>, Failure> {
     Ok(ca)
 }
 
-fn http(
-    cfg: &Config,
-    paths: &Paths,
-    target: &TargetSpec,
-    url: &str,
-    progress: &Arc<Progress>,
-    extra: &Arc<Extra>,
-) -> Result<Written, Failure> {
-    let options = HttpOptions {
-        basic_auth: cfg.basic_auth.clone(),
-        headers: cfg.extra_headers.clone(),
+/// Upstream's wording for a source that could not be reached.
+fn connect_prefix(source: &SourceKind) -> &'static str {
+    match source {
+        SourceKind::S3 { .. } => "Unable to connect to s3 data source",
+        SourceKind::Gcs { .. } => "Unable to connect to gcs data source",
+        SourceKind::Registry { .. } => "Unable to connect to registry data source",
+        SourceKind::Http { .. } | SourceKind::Blank => "Unable to connect to http data source",
+    }
+}
+
+/// Where the bytes come from (none for a blank disk), with the transport every source shares.
+fn source_spec(cfg: &Config) -> Result<Option<SourceSpec>, Failure> {
+    let transport = HttpOptions {
         extra_ca_pem: extra_ca(cfg)?,
         insecure: cfg.insecure_tls,
         read_timeout: Some(STALL_TIMEOUT),
         user_agent: Some(concat!("cdi-rs-importer/", env!("CARGO_PKG_VERSION")).into()),
         ..HttpOptions::default()
     };
-    let resumes = Arc::clone(&options.resumes);
-    let source = Box::new(HttpSource::open_with(url, options).map_err(Failure::untouched)?);
+    Ok(Some(match &cfg.source {
+        SourceKind::Blank => return Ok(None),
+        SourceKind::Http {
+            url,
+            basic_auth,
+            extra_headers,
+        } => SourceSpec::Http {
+            url: url.clone(),
+            options: HttpOptions {
+                basic_auth: basic_auth.clone(),
+                headers: extra_headers.clone(),
+                ..transport
+            },
+        },
+        SourceKind::S3 { url, credentials } => SourceSpec::S3 {
+            url: url.clone(),
+            options: S3Options {
+                access_key_id: credentials.as_ref().map(|c| c.0.clone()),
+                secret_key: credentials.as_ref().map(|c| c.1.clone()),
+                http: transport,
+                ..S3Options::default()
+            },
+        },
+        SourceKind::Gcs {
+            url,
+            credentials_file,
+        } => SourceSpec::Gcs {
+            url: url.clone(),
+            options: GcsOptions {
+                credentials_file: credentials_file.clone(),
+                endpoint: None,
+                http: transport,
+            },
+        },
+        SourceKind::Registry {
+            url,
+            credentials,
+            architecture,
+        } => SourceSpec::Registry {
+            url: url.clone(),
+            options: RegistryOptions {
+                credentials: credentials.clone(),
+                architecture: architecture.clone(),
+                http: transport,
+            },
+        },
+    }))
+}
+
+fn import(
+    cfg: &Config,
+    paths: &Paths,
+    target: &TargetSpec,
+    source: SourceSpec,
+    progress: &Arc<Progress>,
+    extra: &Arc<Extra>,
+) -> Result<Written, Failure> {
+    let resumes = match &source {
+        SourceSpec::Http { options, .. } => Some(Arc::clone(&options.resumes)),
+        SourceSpec::S3 { options, .. } => Some(Arc::clone(&options.http.resumes)),
+        SourceSpec::Gcs { options, .. } => Some(Arc::clone(&options.http.resumes)),
+        SourceSpec::Registry { options, .. } => Some(Arc::clone(&options.http.resumes)),
+        SourceSpec::File(_) | SourceSpec::Stdin => None,
+    };
+    let source = source.open().map_err(Failure::untouched)?;
     let spec = ImportSpec {
         checksum: cfg.checksum.clone(),
         spill_dir: if paths.scratch.is_dir() {
@@ -129,9 +199,11 @@ fn http(
         ContentType::Archive => target.write_archive(source, &spec, progress),
         ContentType::Kubevirt => target.write_image(source, &spec, progress),
     };
-    extra.resumes.store(
-        resumes.load(std::sync::atomic::Ordering::Relaxed),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    if let Some(resumes) = resumes {
+        extra.resumes.store(
+            resumes.load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
     written
 }
