@@ -145,44 +145,59 @@ impl RegistryServer {
         let reference: Reference = format!("{}/{repository}:{tag}", self.host())
             .parse()
             .expect("reference");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (client, auth) = self.client();
-        runtime.block_on(async {
-            client
-                .auth(&reference, &auth, RegistryOperation::Push)
-                .await
-                .expect("auth");
-            for blob in image.all_blobs() {
-                client
-                    .push_blob(&reference, blob.data.clone(), &blob.digest)
-                    .await
-                    .unwrap_or_else(|e| panic!("push blob {}: {e}", blob.digest));
-            }
-            for child in &image.children {
-                let at = reference.clone_with_digest(child.digest());
-                client
-                    .push_manifest_raw(
-                        &at,
-                        child.manifest.clone(),
-                        child.media_type.parse().expect("type"),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("push manifest: {e}"));
-            }
-            client
-                .push_manifest_raw(
-                    &reference,
-                    image.manifest.clone(),
-                    image.media_type.parse().expect("type"),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("push manifest: {e}"));
+        // On a thread of its own: callers may be async tests, inside a runtime already.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    let (client, auth) = self.client();
+                    runtime.block_on(push_all(&client, &auth, &reference, image));
+                })
+                .join()
+                .expect("push");
         });
         image.digest()
     }
+}
+
+async fn push_all(
+    client: &oci_client::Client,
+    auth: &RegistryAuth,
+    reference: &Reference,
+    image: &Image,
+) {
+    client
+        .auth(reference, auth, RegistryOperation::Push)
+        .await
+        .expect("auth");
+    for blob in image.all_blobs() {
+        client
+            .push_blob(reference, blob.data.clone(), &blob.digest)
+            .await
+            .unwrap_or_else(|e| panic!("push blob {}: {e}", blob.digest));
+    }
+    for child in &image.children {
+        let at = reference.clone_with_digest(child.digest());
+        client
+            .push_manifest_raw(
+                &at,
+                child.manifest.clone(),
+                child.media_type.parse().expect("type"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("push manifest: {e}"));
+    }
+    client
+        .push_manifest_raw(
+            reference,
+            image.manifest.clone(),
+            image.media_type.parse().expect("type"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("push manifest: {e}"));
 }
 
 /// A blob and its digest.

@@ -120,9 +120,11 @@ pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
         .get(import::SOURCE)
         .cloned()
         .unwrap_or_else(|| "http".into());
+    // insecureSkipVerify, or (as upstream) a registry CDIConfig lists as insecure.
     let insecure = a
         .get(import::INSECURE_SKIP_VERIFY)
-        .is_some_and(|v| v == "true");
+        .is_some_and(|v| v == "true")
+        || (source == "registry" && input.config.is_insecure_registry(&get(import::ENDPOINT)));
     let mut vars = vec![
         env("IMPORTER_SOURCE", source),
         env("IMPORTER_ENDPOINT", get(import::ENDPOINT)),
@@ -658,6 +660,66 @@ mod tests {
                 .as_ref()
                 .and_then(|s| s.secret_name.as_deref())
                 == Some("sa-key"))
+        );
+    }
+
+    #[test]
+    fn registries_pass_every_field_and_listed_insecure_registries_skip_verification() {
+        let source = json!({"registry": {
+            "url": "docker://registry.local:5000/disks/fedora:42",
+            "secretRef": "pull-secret",
+            "certConfigMap": "registry-ca",
+            "platform": {"architecture": "arm64"},
+        }});
+        let claim = claim_for(source);
+        let value = |pod: &Pod, name: &str| {
+            env_pairs(pod)
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
+        let pod = pod_for(&claim);
+        assert_eq!(value(&pod, "IMPORTER_SOURCE"), "registry");
+        assert_eq!(
+            value(&pod, "IMPORTER_ENDPOINT"),
+            "docker://registry.local:5000/disks/fedora:42"
+        );
+        assert_eq!(value(&pod, "IMPORTER_REGISTRY_IMAGE_ARCHITECTURE"), "arm64");
+        assert_eq!(value(&pod, "IMPORTER_CERT_DIR"), "/certs");
+        assert_eq!(value(&pod, "INSECURE_TLS"), "false");
+        let keys = pod.spec.as_ref().expect("spec").containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .map(|r| (r.name.clone(), r.key.clone()))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            keys,
+            [
+                ("pull-secret".to_owned(), "accessKeyId".to_owned()),
+                ("pull-secret".to_owned(), "secretKey".to_owned())
+            ]
+        );
+        let mut config = EffectiveConfig::default();
+        config.insecure_registries = vec!["registry.local:5000".into()];
+        let pod = render(&ImporterInput {
+            claim: &claim,
+            settings: &Settings::default(),
+            config: &config,
+        });
+        assert_eq!(value(&pod, "INSECURE_TLS"), "true");
+        config.insecure_registries = vec!["registry.local".into()];
+        let pod = render(&ImporterInput {
+            claim: &claim,
+            settings: &Settings::default(),
+            config: &config,
+        });
+        assert_eq!(
+            value(&pod, "INSECURE_TLS"),
+            "false",
+            "another port is another registry"
         );
     }
 
