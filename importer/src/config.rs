@@ -36,6 +36,16 @@ pub enum SourceKind {
         /// `IMPORTER_REGISTRY_IMAGE_ARCHITECTURE`: which image of an index.
         architecture: Option<String>,
     },
+    /// `IMPORTER_PULL_METHOD=node`: the kubelet runs the image as another container of this
+    /// pod, where `cdi-containerimage-server` serves its disk file on localhost.
+    NodePull {
+        /// `IMPORTER_READY_FILE`: holds the file's name once the server listens.
+        ready_file: PathBuf,
+        /// `IMPORTER_DONE_FILE`: made when the import ends, so that the server exits.
+        done_file: PathBuf,
+        /// The server's port: 8100 as upstream (`CDI_IMAGE_SERVER_PORT` for tests).
+        port: u16,
+    },
     /// `none`: a blank disk.
     Blank,
 }
@@ -111,28 +121,31 @@ impl Config {
                 credentials_file: get("GOOGLE_APPLICATION_CREDENTIALS")
                     .map(|f| paths.container(&f)),
             },
-            "registry" => {
-                match get("IMPORTER_PULL_METHOD").as_deref() {
-                    None | Some("pod") => {}
-                    Some("node") => {
-                        return Err(bad(
-                            "IMPORTER_PULL_METHOD",
-                            "pullMethod node is served by the node's image pull (the controller runs the image as a container and the importer reads it over HTTP), not by a registry pull in this pod",
-                        ));
-                    }
-                    Some(other) => {
-                        return Err(bad(
-                            "IMPORTER_PULL_METHOD",
-                            format!("{other:?} is not pod or node"),
-                        ));
-                    }
-                }
-                SourceKind::Registry {
+            "registry" => match get("IMPORTER_PULL_METHOD").as_deref() {
+                None | Some("pod") => SourceKind::Registry {
                     url: endpoint("for the registry source", &["docker"])?,
                     credentials,
                     architecture: get("IMPORTER_REGISTRY_IMAGE_ARCHITECTURE"),
+                },
+                Some("node") => SourceKind::NodePull {
+                    ready_file: paths
+                        .container(&env.require("IMPORTER_READY_FILE", "for pullMethod node")?),
+                    done_file: paths
+                        .container(&env.require("IMPORTER_DONE_FILE", "for pullMethod node")?),
+                    port: match get("CDI_IMAGE_SERVER_PORT") {
+                        None => 8100,
+                        Some(p) => p.parse().map_err(|_| {
+                            bad("CDI_IMAGE_SERVER_PORT", format!("{p:?} is not a port"))
+                        })?,
+                    },
+                },
+                Some(other) => {
+                    return Err(bad(
+                        "IMPORTER_PULL_METHOD",
+                        format!("{other:?} is not pod or node"),
+                    ));
                 }
-            }
+            },
             "none" => SourceKind::Blank,
             s @ ("imageio" | "vddk") => {
                 return Err(bad(

@@ -18,6 +18,9 @@ use crate::config::{Config, ContentType, SourceKind};
 
 /// A download that makes no progress for this long is resumed.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the image's container may take to say it serves the disk: the kubelet has pulled
+/// every image of the pod before it starts the containers.
+const NODE_PULL_READY_WITHIN: Duration = Duration::from_secs(120);
 
 /// Direct I/O through io_uring where it can be had, unless `CACHE_MODE=TRYNONE` requires direct
 /// I/O even without io_uring.
@@ -64,6 +67,12 @@ pub fn run(cfg: &Config, paths: &Paths) -> Outcome {
         Ok(Some(spec)) => import(cfg, paths, &target, spec, &progress, &extra),
         Err(failure) => Err(failure),
     };
+    if let SourceKind::NodePull { done_file, .. } = &cfg.source {
+        // Whatever happened, the image's container may now exit.
+        if let Err(e) = std::fs::write(done_file, b"") {
+            tracing::warn!(error = %e, file = %done_file.display(), "Could not write the done file.");
+        }
+    }
     match result {
         Ok(written) => Outcome::Success {
             preallocation_applied: written.preallocation_applied,
@@ -107,7 +116,9 @@ fn connect_prefix(source: &SourceKind) -> &'static str {
     match source {
         SourceKind::S3 { .. } => "Unable to connect to s3 data source",
         SourceKind::Gcs { .. } => "Unable to connect to gcs data source",
-        SourceKind::Registry { .. } => "Unable to connect to registry data source",
+        SourceKind::Registry { .. } | SourceKind::NodePull { .. } => {
+            "Unable to connect to registry data source"
+        }
         SourceKind::Http { .. } | SourceKind::Blank => "Unable to connect to http data source",
     }
 }
@@ -155,6 +166,12 @@ fn source_spec(cfg: &Config) -> Result<Option<SourceSpec>, Failure> {
                 http: transport,
             },
         },
+        SourceKind::NodePull {
+            ready_file, port, ..
+        } => SourceSpec::Http {
+            url: format!("http://127.0.0.1:{port}/{}", served_file(ready_file)?),
+            options: transport,
+        },
         SourceKind::Registry {
             url,
             credentials,
@@ -168,6 +185,29 @@ fn source_spec(cfg: &Config) -> Result<Option<SourceSpec>, Failure> {
             },
         },
     }))
+}
+
+/// Waits for the image's container to serve the disk: the name of the file it serves.
+fn served_file(ready_file: &std::path::Path) -> Result<String, Failure> {
+    let deadline = std::time::Instant::now() + NODE_PULL_READY_WITHIN;
+    loop {
+        if let Ok(name) = std::fs::read_to_string(ready_file)
+            && !name.trim().is_empty()
+        {
+            return Ok(name.trim().to_owned());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Failure::untouched(Error::Http {
+                url: ready_file.display().to_string(),
+                message: format!(
+                    "the image's container did not serve its disk within {} s: check that the image holds one file under /disk and runs on this node's architecture (the pod's server container log says why)",
+                    NODE_PULL_READY_WITHIN.as_secs()
+                ),
+                kind: ErrorKind::Network,
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn import(

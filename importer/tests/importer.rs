@@ -866,3 +866,56 @@ fn registry_images_import_with_the_ca_and_credentials_of_the_data_volume() {
         "{msg}"
     );
 }
+
+#[test]
+fn node_pull_imports_what_the_image_container_serves_and_releases_it() {
+    let b = qcow2_image();
+    let pod = Pod::filesystem();
+    // The image's container: its /disk, and the volume it shares with the importer.
+    let image = tempfile::tempdir().expect("image");
+    std::fs::create_dir_all(image.path().join("disk")).expect("disk");
+    std::fs::write(image.path().join("disk/fedora.qcow2"), b.build()).expect("disk file");
+    std::fs::create_dir_all(pod.path("shared")).expect("shared");
+    // The init container's copy, then the server as the image's container runs it.
+    let server_bin = pod.path("shared/server");
+    let status = Command::new(env!("CARGO_BIN_EXE_cdi-containerimage-server"))
+        .arg("--install")
+        .arg(&server_bin)
+        .status()
+        .expect("install");
+    assert!(status.success());
+    let port = cdi_testdata::uploadpod::free_port().to_string();
+    let mut server = Command::new(&server_bin)
+        .args(["-p", &port, "-image-dir"])
+        .arg(image.path().join("disk"))
+        .arg("-ready-file")
+        .arg(pod.path("shared/ready"))
+        .arg("-done-file")
+        .arg(pod.path("shared/done"))
+        .spawn()
+        .expect("server");
+    let mut env = source_env("registry", "docker://quay.io/containerdisks/fedora:42");
+    env.extend([
+        ("IMPORTER_PULL_METHOD", "node"),
+        ("IMPORTER_READY_FILE", "/shared/ready"),
+        ("IMPORTER_DONE_FILE", "/shared/done"),
+        ("CDI_IMAGE_SERVER_PORT", port.as_str()),
+    ]);
+    env.retain(|(k, v)| !(*k == "IMPORTER_PULL_METHOD" && v.is_empty()));
+    assert_eq!(pod.run(&env), (0, COMPLETE.to_owned()));
+    assert_disk(&pod, &b.expected_raw());
+    assert!(pod.path("shared/done").exists());
+    // The done file ends the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.try_wait().expect("wait") {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
