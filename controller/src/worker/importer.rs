@@ -469,7 +469,9 @@ pub fn render(input: &ImporterInput) -> Pod {
         {
             node_selector.insert("kubernetes.io/arch".to_owned(), arch.clone());
         }
-        if a.get(import::REGISTRY_IMAGE_STREAM).is_some_and(|v| v == "true") {
+        if a.get(import::REGISTRY_IMAGE_STREAM)
+            .is_some_and(|v| v == "true")
+        {
             // OpenShift resolves the image stream name in the container's image.
             annotations.insert(
                 "alpha.image.policy.openshift.io/resolve-names".into(),
@@ -860,10 +862,17 @@ mod tests {
         assert_eq!(init.image.as_deref(), Some("importer:test"));
         assert_eq!(
             init.command.as_deref().expect("command"),
-            ["/usr/bin/cdi-containerimage-server", "--install", "/shared/server"]
+            [
+                "/usr/bin/cdi-containerimage-server",
+                "--install",
+                "/shared/server"
+            ]
         );
         let server = &spec.containers[1];
-        assert_eq!(server.image.as_deref(), Some("quay.io/containerdisks/fedora:42"));
+        assert_eq!(
+            server.image.as_deref(),
+            Some("quay.io/containerdisks/fedora:42")
+        );
         assert_eq!(
             server.command.as_deref().expect("command").join(" "),
             "/shared/server -p 8100 -image-dir /disk -ready-file /shared/ready -done-file /shared/done"
@@ -894,7 +903,9 @@ mod tests {
             assert!(pairs.contains(&(k.into(), v.into())), "{k}");
         }
         // A pod pull has none of it.
-        let pod = pod_for(&claim_for(json!({"registry": {"url": "docker://quay.io/x/y:1"}})));
+        let pod = pod_for(&claim_for(
+            json!({"registry": {"url": "docker://quay.io/x/y:1"}}),
+        ));
         let spec = pod.spec.as_ref().expect("spec");
         assert_eq!(spec.containers.len(), 1);
         assert!(spec.init_containers.is_none() && spec.node_selector.is_none());
