@@ -6,8 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use cdi_testdata::objectstore::{GcsEmulator, S3Server};
-use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
-use cdi_testdata::raw::{Rng, text};
+use cdi_testdata::qcow2::Qcow2Builder;
 use cdi_testdata::registry::{Compression, RegistryConfig, RegistryServer, image, layer};
 
 /// Runs cdictl with only `env` set (no AWS_* or GOOGLE_* of the machine's).
@@ -22,15 +21,7 @@ fn cdictl(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn qcow2() -> Qcow2Builder {
-    let mut rng = Rng::new(5);
-    let mut b = Qcow2Builder::new(16, 4 << 20);
-    for g in 0..64u64 {
-        if rng.below(2) == 0 {
-            b.clusters
-                .insert(g, Cluster::Compressed(text(&mut rng, 65536)));
-        }
-    }
-    b
+    Qcow2Builder::mixed(5, 4 << 20)
 }
 
 fn text_of(out: &Output) -> String {

@@ -13,28 +13,12 @@ use cdi_datapath::source::{HttpOptions, RetryPolicy, SourceSpec};
 use cdi_datapath::{Algorithm, ErrorKind, ImportReport, ImportSpec, Progress, import};
 use cdi_testdata::http::{Behaviour, TestServer};
 use cdi_testdata::objectstore::{GcsEmulator, S3Server, service_account_key};
-use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
-use cdi_testdata::raw::{Rng, text};
+use cdi_testdata::qcow2::Qcow2Builder;
 use cdi_testdata::relay::Relay;
 
-/// A 16 MiB qcow2 (about 6 MiB of file) with compressed, plain and empty clusters, gzipped.
+/// A 16 MiB qcow2 with compressed, plain and empty clusters, gzipped; and its raw image.
 fn image() -> (Vec<u8>, Vec<u8>) {
-    let mut rng = Rng::new(17);
-    let mut b = Qcow2Builder::new(16, 16 << 20);
-    for g in 0..256u64 {
-        match rng.below(3) {
-            0 => {
-                b.clusters
-                    .insert(g, Cluster::Compressed(text(&mut rng, 65536)));
-            }
-            1 => {
-                let mut d = vec![0u8; 65536];
-                rng.fill(&mut d);
-                b.clusters.insert(g, Cluster::Data(d));
-            }
-            _ => {}
-        }
-    }
+    let b = Qcow2Builder::mixed(17, 16 << 20);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&b.build()).expect("gzip");
     (gz.finish().expect("gzip"), b.expected_raw())

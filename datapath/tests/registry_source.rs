@@ -10,31 +10,16 @@ use cdi_datapath::sink::MemorySink;
 use cdi_datapath::source::registry::RegistryOptions;
 use cdi_datapath::source::{HttpOptions, RetryPolicy, SourceSpec};
 use cdi_datapath::{Algorithm, ErrorKind, ImportReport, ImportSpec, Progress, import};
-use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
-use cdi_testdata::raw::{Rng, sparse_disk, text};
+use cdi_testdata::qcow2::Qcow2Builder;
+use cdi_testdata::raw::sparse_disk;
 use cdi_testdata::registry::{
     Compression, RegistryConfig, RegistryServer, disk_artifact, image, index, layer,
 };
 use cdi_testdata::relay::Relay;
 
-/// A 8 MiB qcow2 image with compressed and plain clusters: (file, raw image).
+/// An 8 MiB qcow2 image with compressed, plain and empty clusters: (file, raw image).
 fn qcow2(seed: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut rng = Rng::new(seed);
-    let mut b = Qcow2Builder::new(16, 8 << 20);
-    for g in 0..128u64 {
-        match rng.below(3) {
-            0 => {
-                b.clusters
-                    .insert(g, Cluster::Compressed(text(&mut rng, 65536)));
-            }
-            1 => {
-                let mut d = vec![0u8; 65536];
-                rng.fill(&mut d);
-                b.clusters.insert(g, Cluster::Data(d));
-            }
-            _ => {}
-        }
-    }
+    let b = Qcow2Builder::mixed(seed, 8 << 20);
     (b.build(), b.expected_raw())
 }
 

@@ -13,11 +13,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use object_store::signer::{SignedUrlOptions, Signer};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use reqwest::Url;
 use reqwest::header::HeaderMap;
 
 use super::http::{HttpOptions, HttpSource, RequestSigner, SignFuture, SignedRequest};
+use super::object_url;
 use crate::checksum::{Algorithm, Checksum, SourceDigest};
 use crate::error::{Error, ErrorKind};
 
@@ -26,13 +26,6 @@ pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// How long a signed URL is valid: a request signed now is sent at once, so this only has to
 /// outlive a slow start.
 const SIGNED_FOR: Duration = Duration::from_secs(60 * 60);
-
-/// Characters left unescaped in an object name's path segments.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// How to reach a GCS object.
 #[derive(Clone, Default, Debug)]
@@ -59,12 +52,10 @@ pub struct GcsObject {
 impl GcsObject {
     /// The object's URL, each segment escaped.
     pub fn url(&self) -> String {
-        let mut out = self.endpoint.trim_end_matches('/').to_owned();
-        for segment in std::iter::once(self.bucket.as_str()).chain(self.object.split('/')) {
-            out.push('/');
-            out.extend(utf8_percent_encode(segment, SEGMENT));
-        }
-        out
+        object_url::join(
+            &self.endpoint,
+            std::iter::once(self.bucket.as_str()).chain(self.object.split('/')),
+        )
     }
 }
 
@@ -77,12 +68,7 @@ pub fn locate(location: &str, options: &GcsOptions) -> Result<GcsObject, Error> 
     };
     let url = Url::parse(location).map_err(|e| bad(&e.to_string()))?;
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_owned();
-    let segments: Vec<String> = url
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segments = object_url::segments(&url);
     let (endpoint, bucket, object) = match url.scheme() {
         "gs" => (
             options

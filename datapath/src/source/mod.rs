@@ -7,6 +7,7 @@ mod file;
 pub mod gcs;
 mod http;
 mod mapped;
+mod object_url;
 mod push;
 pub mod registry;
 pub mod s3;

@@ -9,24 +9,16 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::http::{HttpOptions, HttpSource, RequestSigner, SignFuture, SignedRequest};
+use super::object_url;
 use crate::checksum::{Algorithm, Checksum, SourceDigest};
 use crate::error::{Error, ErrorKind};
 
 /// S3's region when nothing says otherwise, as the AWS SDKs assume.
 pub const DEFAULT_REGION: &str = "us-east-1";
-
-/// What SigV4 leaves unescaped in a path: RFC 3986's unreserved characters (and `/`
-/// between segments, which is kept by escaping segment by segment).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// How to reach an S3 object.
 #[derive(Clone, Default)]
@@ -82,12 +74,7 @@ pub fn locate(location: &str, options: &S3Options) -> Result<S3Object, Error> {
     };
     let url = Url::parse(location).map_err(|e| bad(&e.to_string()))?;
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_owned();
-    let segments: Vec<String> = url
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segments = object_url::segments(&url);
     match url.scheme() {
         "s3" => {
             let key = segments.join("/");
@@ -165,12 +152,7 @@ fn aws_url(host: &str) -> Result<Url, Error> {
 
 /// `base` + `/bucket` (path style) + `/key`, each segment escaped as SigV4 wants it.
 fn object_url(base: &Url, bucket: Option<&str>, key: &str) -> String {
-    let mut out = base.as_str().trim_end_matches('/').to_owned();
-    for segment in bucket.into_iter().chain(key.split('/')) {
-        out.push('/');
-        out.extend(utf8_percent_encode(segment, SEGMENT));
-    }
-    out
+    object_url::join(base.as_str(), bucket.into_iter().chain(key.split('/')))
 }
 
 /// The bucket of an AWS virtual-host name: `BUCKET.s3.amazonaws.com`,

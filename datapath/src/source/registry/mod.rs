@@ -21,7 +21,7 @@ pub use manifest::{Descriptor, DiskPlan};
 pub use reference::{describe, host_architecture, parse};
 
 use super::Source;
-use super::http::{HttpOptions, HttpSource, RequestSigner, SignFuture, SignedRequest};
+use super::http::{HttpOptions, HttpSource, RequestSigner, SignFuture, SignedRequest, error_chain};
 use crate::checksum::{Checksum, SourceDigest};
 use crate::error::{Error, ErrorKind};
 
@@ -332,28 +332,14 @@ pub(crate) fn registry_error(
     };
     Error::Registry {
         image: image.to_owned(),
-        message: format!("{doing}: {}{hint}", chain(e)),
+        message: format!("{doing}: {}{hint}", error_chain(e)),
         kind,
     }
 }
 
 fn is_tls(e: &reqwest::Error) -> bool {
-    let text = chain(e);
+    let text = error_chain(e);
     text.contains("certificate")
         || text.contains("UnknownIssuer")
         || text.contains("InvalidCertificate")
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
