@@ -1,17 +1,22 @@
-//! What every reconciler shares: the API client, settings, the event recorder and metrics.
+//! What every reconciler shares: the API client, settings, the event recorder, metrics, back-off,
+//! and the wrapper every reconcile pass runs in.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use cdi_crds::config::{CDI_CONFIG_NAME, CdiConfig};
 use cdi_crds::storageprofile::StorageProfile;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
+use crate::Error;
+pub use crate::backoff::{FailureBackoff, WorkerBackoff};
 use crate::cdiconfig::EffectiveConfig;
 use crate::certs::UploadCertificates;
 use crate::metrics::Metrics;
@@ -34,6 +39,8 @@ pub struct Context {
     pub stores: Stores,
     /// Back-off between worker pods created for the same claim.
     pub worker_backoff: Arc<WorkerBackoff>,
+    /// Back-off after failed reconciles, per controller and object.
+    pub failures: Arc<FailureBackoff>,
     recorder: Recorder,
 }
 
@@ -127,53 +134,6 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// Spaces out worker pods created for one claim (1 s, doubling to 5 min), so a pod that keeps
-/// failing before it runs (evicted, unschedulable image) is not recreated in a tight loop. Kept
-/// in memory: a restarted controller starts the back-off afresh.
-#[derive(Debug, Default)]
-pub struct WorkerBackoff {
-    created: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
-}
-
-impl WorkerBackoff {
-    const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
-    const MAX: std::time::Duration = std::time::Duration::from_secs(300);
-
-    fn key(claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim) -> String {
-        claim.metadata.uid.clone().unwrap_or_default()
-    }
-
-    /// How long to wait before another pod may be created for `claim`, if at all.
-    pub fn wait(
-        &self,
-        claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim,
-    ) -> Option<std::time::Duration> {
-        let map = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, attempts) = map.get(&Self::key(claim))?;
-        let delay = Self::FIRST
-            .saturating_mul(1u32 << (*attempts).min(16))
-            .min(Self::MAX);
-        delay.checked_sub(at.elapsed()).filter(|d| !d.is_zero())
-    }
-
-    /// Records that a pod was created for `claim`.
-    pub fn created(&self, claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim) {
-        let mut map = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map
-            .entry(Self::key(claim))
-            .or_insert((std::time::Instant::now(), 0));
-        *entry = (std::time::Instant::now(), entry.1.saturating_add(1));
-    }
-
-    /// Forgets `claim` once its transfer is done.
-    pub fn forget(&self, claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim) {
-        self.created
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&Self::key(claim));
-    }
-}
-
 /// An event to publish: Normal or Warning, upstream's reason string, and a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSpec {
@@ -229,7 +189,41 @@ impl Context {
             scraper,
             stores,
             worker_backoff: Arc::default(),
+            failures: Arc::default(),
         }
+    }
+
+    /// Runs one reconcile `pass` of `controller` for the object `key` (e.g. `ns/name`): records
+    /// its duration and any error in the metrics, and clears the object's failure back-off when
+    /// it worked.
+    pub async fn reconciled(
+        &self,
+        controller: &str,
+        key: &str,
+        pass: impl std::future::Future<Output = Result<Action, Error>>,
+    ) -> Result<Action, Error> {
+        let started = Instant::now();
+        let result = pass.await;
+        self.metrics.observe_reconcile(
+            controller,
+            started.elapsed(),
+            result.as_ref().err().map(Error::metric_label),
+        );
+        if result.is_ok() {
+            self.failures.succeeded(&format!("{controller}/{key}"));
+        }
+        result
+    }
+
+    /// The error policy of every controller: logs `error` for the object `key` and retries it
+    /// after its back-off (1 s, doubling with each consecutive failure, at most 5 min).
+    pub fn retry_after(&self, controller: &str, key: &str, error: &Error) -> Action {
+        let wait = self.failures.failed(&format!("{controller}/{key}"));
+        tracing::warn!(
+            controller, object = key, %error, retry_in_s = wait.as_secs(),
+            "Reconcile failed; retrying."
+        );
+        Action::requeue(wait)
     }
 
     /// Publishes `event` about `regarding`; failures are logged, never fatal.
@@ -248,6 +242,15 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, regarding).await {
             tracing::warn!(reason = %event.reason, error = %e, "Could not publish an event.");
         }
+    }
+}
+
+/// The key an object's reconciles are tracked by: `namespace/name`, or `name` when
+/// cluster-scoped.
+pub fn object_key(object: &impl kube::ResourceExt) -> String {
+    match object.namespace() {
+        Some(ns) => format!("{ns}/{}", object.name_any()),
+        None => object.name_any(),
     }
 }
 

@@ -18,6 +18,7 @@
 //! `render`); the reconcilers only fetch, call them and apply the result. All state lives in the
 //! API objects, so a restarted controller picks up where it was.
 
+pub mod backoff;
 pub mod cdiconfig;
 pub mod certs;
 pub mod context;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::worker::importer::METRICS_PORT;
+use crate::worker::pod::METRICS_PORT;
 
 /// Annotation the test kubelet stand-in puts on pods: container port → the loopback port it is
 /// really served on (JSON). Honoured so the same controller runs against the stand-in.

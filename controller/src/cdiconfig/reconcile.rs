@@ -1,12 +1,13 @@
 //! Keeps the CDIConfig singleton present and its status current.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdi_crds::config::{CDI_CONFIG_NAME, CdiConfig};
 use futures::StreamExt;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -62,14 +63,12 @@ pub async fn run(
 }
 
 async fn reconcile(config: Arc<CdiConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&config, &ctx).await;
-    ctx.metrics.observe_reconcile(
+    ctx.reconciled(
         CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::metric_label),
-    );
-    result
+        &config.name_any(),
+        reconcile_inner(&config, &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(config: &CdiConfig, ctx: &Context) -> Result<Action, Error> {
@@ -121,7 +120,6 @@ async fn reconcile_inner(config: &CdiConfig, ctx: &Context) -> Result<Action, Er
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-fn error_policy(_: Arc<CdiConfig>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "CDIConfig reconcile failed; retrying.");
-    Action::requeue(Duration::from_secs(5))
+fn error_policy(config: Arc<CdiConfig>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.retry_after(CONTROLLER, &config.name_any(), error)
 }

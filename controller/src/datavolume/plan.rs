@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 
 use crate::cdiconfig::EffectiveConfig;
+use crate::worker::WorkerKind;
 
 /// Smallest claim CDI renders.
 const MIN_CLAIM_BYTES: u64 = 1 << 20;
@@ -96,17 +97,8 @@ impl StorageView {
     }
 }
 
-/// What kind of worker fills the claim.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transfer {
-    /// An importer pod (http, s3, gcs, registry, imageio, vddk, blank).
-    Import,
-    /// An upload server pod.
-    Upload,
-}
-
 /// The worker kind of `dv`, or why this controller cannot fill it.
-pub fn transfer_of(dv: &DataVolume) -> Result<Transfer, PlanError> {
+pub fn transfer_of(dv: &DataVolume) -> Result<WorkerKind, PlanError> {
     let Some(source) = &dv.spec.source else {
         return Err(PlanError::invalid(
             "sourceRef (DataSource) DataVolumes clone a PVC or snapshot, which this controller \
@@ -114,13 +106,13 @@ pub fn transfer_of(dv: &DataVolume) -> Result<Transfer, PlanError> {
         ));
     };
     if source.upload.is_some() {
-        Ok(Transfer::Upload)
+        Ok(WorkerKind::UploadServer)
     } else if source.pvc.is_some() || source.snapshot.is_some() {
         Err(PlanError::invalid(
             "cloning (source.pvc, source.snapshot) is not supported by this controller yet",
         ))
     } else {
-        Ok(Transfer::Import)
+        Ok(WorkerKind::Importer)
     }
 }
 
@@ -222,7 +214,7 @@ pub fn render_claim(
 }
 
 /// The source annotations the worker controller reads.
-fn source_annotations(dv: &DataVolume, transfer: Transfer) -> BTreeMap<String, String> {
+fn source_annotations(dv: &DataVolume, transfer: WorkerKind) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
     let Some(source) = &dv.spec.source else {
         return a;
@@ -230,7 +222,7 @@ fn source_annotations(dv: &DataVolume, transfer: Transfer) -> BTreeMap<String, S
     let mut set = |k: &str, v: &str| {
         a.insert(k.to_owned(), v.to_owned());
     };
-    if transfer == Transfer::Upload {
+    if transfer == WorkerKind::UploadServer {
         set(UPLOAD_TARGET, "");
         return a;
     }

@@ -3,7 +3,7 @@
 //! publishes the events of the change, and reads progress from the importer while it runs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdi_crds::annotations::{import, pod as pod_ann, switches};
 use cdi_crds::{DataVolume, DataVolumePhase};
@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use super::plan::{self, PlanError, StorageView};
 use super::status::{self, Observed};
+use crate::context::object_key;
 use crate::metrics::PhaseLabels;
 use crate::{Context, Error, progress};
 
@@ -65,19 +66,16 @@ pub async fn run(
 }
 
 async fn reconcile(dv: Arc<DataVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_dv(&dv, &ctx).await;
-    ctx.metrics.observe_reconcile(
+    ctx.reconciled(
         CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::metric_label),
-    );
-    result
+        &object_key(dv.as_ref()),
+        reconcile_dv(&dv, &ctx),
+    )
+    .await
 }
 
-fn error_policy(dv: Arc<DataVolume>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(dv = %dv.name_any(), %error, "DataVolume reconcile failed; retrying.");
-    Action::requeue(Duration::from_secs(2))
+fn error_policy(dv: Arc<DataVolume>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.retry_after(CONTROLLER, &object_key(dv.as_ref()), error)
 }
 
 #[tracing::instrument(skip_all, fields(dv = %dv.name_any(), ns = dv.namespace().unwrap_or_default()))]
@@ -229,7 +227,7 @@ async fn read_progress(
     if !running {
         return (None, false);
     }
-    let owner_uid = crate::worker::importer::owner_uid(claim);
+    let owner_uid = crate::worker::pod::owner_uid(claim);
     (progress::scrape(&ctx.scraper, &pod, &owner_uid).await, true)
 }
 

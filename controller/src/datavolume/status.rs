@@ -13,8 +13,9 @@ use cdi_crds::{
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::plan::{PlanError, Transfer};
+use super::plan::PlanError;
 use crate::context::EventSpec;
+use crate::worker::WorkerKind;
 
 /// Progress written once the data is in place.
 pub const PROGRESS_DONE: &str = "100.0%";
@@ -30,7 +31,7 @@ pub struct Observed<'a> {
     /// Why the claim could not be rendered, if it could not.
     pub plan_error: Option<&'a PlanError>,
     /// The worker kind, when the DataVolume has a supported source.
-    pub transfer: Option<Transfer>,
+    pub transfer: Option<WorkerKind>,
     /// The claim waits for a consumer before binding (WaitForFirstConsumer class, the feature
     /// gate on, no immediate-binding annotation).
     pub wait_for_first_consumer: bool,
@@ -102,32 +103,26 @@ pub fn compute(o: &Observed) -> Outcome {
 
     let pod_phase = ann.get(pod::PHASE).map(String::as_str).unwrap_or("");
     let fatal = ann.get(import::FATAL_ERROR).is_some_and(|v| v == "true");
-    let upload = o.transfer == Some(Transfer::Upload);
+    // Before the claim names its worker (an invalid spec), it reads as an import.
+    let kind = o.transfer.unwrap_or(WorkerKind::Importer);
+    let ready_pod = ann.get(pod::READY).is_some_and(|v| v == "true");
     let phase = match (o.claim, claim_phase) {
         (None, _) => DataVolumePhase::Pending,
         (Some(_), Some("Lost")) => DataVolumePhase::Failed,
         _ if fatal => DataVolumePhase::Failed,
         (Some(_), _) if pod_phase == "Succeeded" => DataVolumePhase::Succeeded,
-        (Some(_), Some("Bound")) => match (pod_phase, upload) {
-            ("", _) => DataVolumePhase::PvcBound,
-            ("Pending", false) => DataVolumePhase::ImportScheduled,
-            ("Pending", true) => DataVolumePhase::UploadScheduled,
-            ("Running", false) => DataVolumePhase::ImportInProgress,
-            ("Running", true) if ann.get(pod::READY).is_some_and(|v| v == "true") => {
-                DataVolumePhase::UploadReady
-            }
-            ("Running", true) => DataVolumePhase::UploadScheduled,
-            ("Failed", _) => DataVolumePhase::Failed,
+        (Some(_), Some("Bound")) => match pod_phase {
+            "" => DataVolumePhase::PvcBound,
+            "Pending" => kind.scheduled_phase(),
+            "Running" => kind.running_phase(ready_pod),
+            "Failed" => DataVolumePhase::Failed,
             _ => DataVolumePhase::Unknown,
         },
         (Some(_), _) if o.wait_for_first_consumer => DataVolumePhase::WaitForFirstConsumer,
-        (Some(_), _) => match (pod_phase, upload) {
-            // Immediate binding on a WaitForFirstConsumer class: the worker pod is what gets
-            // the claim bound.
-            ("Pending", false) => DataVolumePhase::ImportScheduled,
-            ("Pending", true) => DataVolumePhase::UploadScheduled,
-            _ => DataVolumePhase::Pending,
-        },
+        // Immediate binding on a WaitForFirstConsumer class: the worker pod is what gets the
+        // claim bound.
+        (Some(_), _) if pod_phase == "Pending" => kind.scheduled_phase(),
+        (Some(_), _) => DataVolumePhase::Pending,
     };
 
     let ready = if phase == DataVolumePhase::Succeeded {
@@ -183,7 +178,7 @@ pub fn compute(o: &Observed) -> Outcome {
         restart_count: Some(restart_count),
         conditions: Some(conditions),
     };
-    let events = events(&name, &old, &status, upload, o.plan_error);
+    let events = events(&name, &old, &status, kind, o.plan_error);
     Outcome { status, events }
 }
 
@@ -254,7 +249,7 @@ fn events(
     name: &str,
     old: &DataVolumeStatus,
     new: &DataVolumeStatus,
-    upload: bool,
+    kind: WorkerKind,
     plan_error: Option<&PlanError>,
 ) -> Vec<EventSpec> {
     let mut out = Vec::new();
@@ -295,40 +290,32 @@ fn events(
             .and_then(|r| r.message.clone())
             .unwrap_or_else(|| format!("Transfer into {name} failed"))
     };
-    let event = match (phase, upload) {
-        (DataVolumePhase::Pending, _) => {
+    let event = match phase {
+        DataVolumePhase::Pending => {
             Some(EventSpec::normal("Pending", format!("PVC {name} Pending")))
         }
-        (DataVolumePhase::ImportScheduled, _) => Some(EventSpec::normal(
+        DataVolumePhase::ImportScheduled => Some(EventSpec::normal(
             "ImportScheduled",
             format!("Import into {name} scheduled"),
         )),
-        (DataVolumePhase::ImportInProgress, _) => Some(EventSpec::normal(
+        DataVolumePhase::ImportInProgress => Some(EventSpec::normal(
             "ImportInProgress",
             format!("Import into {name} in progress"),
         )),
-        (DataVolumePhase::UploadScheduled, _) => Some(EventSpec::normal(
+        DataVolumePhase::UploadScheduled => Some(EventSpec::normal(
             "UploadScheduled",
             format!("Upload into {name} scheduled"),
         )),
-        (DataVolumePhase::UploadReady, _) => Some(EventSpec::normal(
+        DataVolumePhase::UploadReady => Some(EventSpec::normal(
             "UploadReady",
             format!("Upload into {name} ready"),
         )),
-        (DataVolumePhase::WaitForFirstConsumer, _) => Some(EventSpec::normal(
+        DataVolumePhase::WaitForFirstConsumer => Some(EventSpec::normal(
             "WaitForFirstConsumer",
             format!("PVC {name} waits for its first consumer to be scheduled"),
         )),
-        (DataVolumePhase::Succeeded, false) => Some(EventSpec::normal(
-            "ImportSucceeded",
-            format!("Successfully imported into PVC {name}"),
-        )),
-        (DataVolumePhase::Succeeded, true) => Some(EventSpec::normal(
-            "UploadSucceeded",
-            format!("Successfully uploaded into {name}"),
-        )),
-        (DataVolumePhase::Failed, false) => Some(EventSpec::warning("ImportFailed", failure())),
-        (DataVolumePhase::Failed, true) => Some(EventSpec::warning("UploadFailed", failure())),
+        DataVolumePhase::Succeeded => Some(kind.dv_succeeded(name)),
+        DataVolumePhase::Failed => Some(kind.dv_failed(failure())),
         _ => None,
     };
     out.extend(event);
@@ -362,7 +349,7 @@ mod tests {
     fn observe(
         dv: &DataVolume,
         claim: Option<&PersistentVolumeClaim>,
-        transfer: Transfer,
+        transfer: WorkerKind,
     ) -> Outcome {
         compute(&Observed {
             dv,
@@ -399,7 +386,7 @@ mod tests {
         ] {
             let c = claim("Bound", &[(pod::PHASE, pod_phase)]);
             assert_eq!(
-                observe(&d, Some(&c), Transfer::Import).status.phase,
+                observe(&d, Some(&c), WorkerKind::Importer).status.phase,
                 Some(expected),
                 "{pod_phase:?}"
             );
@@ -408,7 +395,7 @@ mod tests {
 
     #[test]
     fn missing_claim_is_pending_with_no_pvc_found() {
-        let o = observe(&http_dv(), None, Transfer::Import);
+        let o = observe(&http_dv(), None, WorkerKind::Importer);
         assert_eq!(o.status.phase, Some(DataVolumePhase::Pending));
         let bound = condition(&o, DataVolumeConditionType::Bound);
         assert_eq!(bound.reason.as_deref(), Some("NotFound"));
@@ -434,7 +421,7 @@ mod tests {
                 (pod::RESTARTS, "0"),
             ],
         );
-        let o = observe(&d, Some(&c), Transfer::Import);
+        let o = observe(&d, Some(&c), WorkerKind::Importer);
         assert_eq!(o.status.phase, Some(DataVolumePhase::Succeeded));
         assert_eq!(o.status.progress.as_deref(), Some("100.0%"));
         assert_eq!(o.status.claim_name.as_deref(), Some("disk"));
@@ -485,7 +472,7 @@ mod tests {
                 (condition::RUNNING_MESSAGE, "checksum mismatch"),
             ],
         );
-        let o = observe(&d, Some(&c), Transfer::Import);
+        let o = observe(&d, Some(&c), WorkerKind::Importer);
         assert_eq!(o.status.phase, Some(DataVolumePhase::Failed));
         assert!(
             o.events
@@ -515,7 +502,7 @@ mod tests {
                     (condition::RUNNING_REASON, reason),
                 ],
             );
-            let o = observe(&d, Some(&c), Transfer::Import);
+            let o = observe(&d, Some(&c), WorkerKind::Importer);
             let warnings: Vec<_> = o.events.iter().filter(|e| e.reason == reason).collect();
             assert_eq!(!warnings.is_empty(), warned, "{reason}: {:?}", o.events);
         }
@@ -531,7 +518,7 @@ mod tests {
                 (condition::RUNNING, "true"),
             ],
         );
-        let o = observe(&http_dv(), Some(&c), Transfer::Import);
+        let o = observe(&http_dv(), Some(&c), WorkerKind::Importer);
         assert_eq!(o.status.restart_count, Some(3));
         let ready = condition(&o, DataVolumeConditionType::Ready);
         assert_eq!(ready.reason.as_deref(), Some("TransferRunning"));
@@ -542,12 +529,16 @@ mod tests {
         let d = dv("up", json!({"upload": {}}));
         let scheduled = claim("Bound", &[(pod::PHASE, "Running"), (pod::READY, "false")]);
         assert_eq!(
-            observe(&d, Some(&scheduled), Transfer::Upload).status.phase,
+            observe(&d, Some(&scheduled), WorkerKind::UploadServer)
+                .status
+                .phase,
             Some(DataVolumePhase::UploadScheduled)
         );
         let ready = claim("Bound", &[(pod::PHASE, "Running"), (pod::READY, "true")]);
         assert_eq!(
-            observe(&d, Some(&ready), Transfer::Upload).status.phase,
+            observe(&d, Some(&ready), WorkerKind::UploadServer)
+                .status
+                .phase,
             Some(DataVolumePhase::UploadReady)
         );
     }
@@ -561,7 +552,7 @@ mod tests {
             claim: Some(&c),
             foreign_claim: false,
             plan_error: None,
-            transfer: Some(Transfer::Import),
+            transfer: Some(WorkerKind::Importer),
             wait_for_first_consumer: true,
             now: Time(Timestamp::now()),
         });
@@ -577,7 +568,7 @@ mod tests {
     #[test]
     fn lost_claim_fails() {
         let c = claim("Lost", &[]);
-        let o = observe(&http_dv(), Some(&c), Transfer::Import);
+        let o = observe(&http_dv(), Some(&c), WorkerKind::Importer);
         assert_eq!(o.status.phase, Some(DataVolumePhase::Failed));
         assert_eq!(
             condition(&o, DataVolumeConditionType::Bound)
@@ -601,7 +592,7 @@ mod tests {
                 claim: None,
                 foreign_claim: false,
                 plan_error: Some(&err),
-                transfer: Some(Transfer::Import),
+                transfer: Some(WorkerKind::Importer),
                 wait_for_first_consumer: false,
                 now: Time(Timestamp::now()),
             })
@@ -628,7 +619,7 @@ mod tests {
             claim: None,
             foreign_claim: true,
             plan_error: None,
-            transfer: Some(Transfer::Import),
+            transfer: Some(WorkerKind::Importer),
             wait_for_first_consumer: false,
             now: Time(Timestamp::now()),
         });

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdi_crds::storageprofile::{StorageProfile, StorageProfileSpec};
 use futures::{FutureExt, StreamExt};
@@ -108,12 +108,10 @@ pub async fn run(
 }
 
 /// What the reconciles share besides the context: the info series set per class (to remove
-/// them when the labels change or the class goes) and the failure counts for back-off.
+/// them when the labels change or the class goes).
 struct State {
     ctx: Context,
     series: Mutex<HashMap<String, StorageProfileLabels>>,
-    class_failures: Failures,
-    profile_failures: Failures,
 }
 
 impl State {
@@ -121,8 +119,6 @@ impl State {
         State {
             ctx,
             series: Mutex::default(),
-            class_failures: Failures::default(),
-            profile_failures: Failures::default(),
         }
     }
 
@@ -148,52 +144,17 @@ impl State {
     }
 }
 
-/// Consecutive failures per object, for exponential back-off (1 s doubling to 5 min).
-#[derive(Debug, Default)]
-struct Failures(Mutex<HashMap<String, u32>>);
-
-impl Failures {
-    const FIRST: Duration = Duration::from_secs(1);
-    const MAX: Duration = Duration::from_secs(300);
-
-    /// Counts one more failure of `name`; returns how long to wait before retrying.
-    fn failed(&self, name: &str) -> Duration {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(name.to_owned()).or_insert(0);
-        let delay = Self::FIRST.saturating_mul(1 << (*n).min(16)).min(Self::MAX);
-        *n = n.saturating_add(1);
-        delay
-    }
-
-    fn succeeded(&self, name: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-    }
-}
-
 async fn reconcile(sc: Arc<StorageClass>, state: Arc<State>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_class(&sc, &state).await;
-    state.ctx.metrics.observe_reconcile(
-        CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::metric_label),
-    );
-    if result.is_ok() {
-        state.class_failures.succeeded(&sc.name_any());
-    }
-    result
+    let key = format!("class/{}", sc.name_any());
+    state
+        .ctx
+        .reconciled(CONTROLLER, &key, reconcile_class(&sc, &state))
+        .await
 }
 
 fn error_policy(sc: Arc<StorageClass>, error: &Error, state: Arc<State>) -> Action {
-    let delay = state.class_failures.failed(&sc.name_any());
-    tracing::warn!(
-        class = %sc.name_any(), %error, retry_in_s = delay.as_secs(),
-        "StorageProfile reconcile failed; retrying."
-    );
-    Action::requeue(delay)
+    let key = format!("class/{}", sc.name_any());
+    state.ctx.retry_after(CONTROLLER, &key, error)
 }
 
 #[tracing::instrument(skip_all, fields(class = %sc.name_any()))]
@@ -375,26 +336,16 @@ async fn delete_profile(
 }
 
 async fn collect_orphan(profile: Arc<StorageProfile>, state: Arc<State>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = collect_orphan_profile(&profile, &state).await;
-    state.ctx.metrics.observe_reconcile(
-        CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::metric_label),
-    );
-    if result.is_ok() {
-        state.profile_failures.succeeded(&profile.name_any());
-    }
-    result
+    let key = format!("profile/{}", profile.name_any());
+    state
+        .ctx
+        .reconciled(CONTROLLER, &key, collect_orphan_profile(&profile, &state))
+        .await
 }
 
 fn orphan_error_policy(profile: Arc<StorageProfile>, error: &Error, state: Arc<State>) -> Action {
-    let delay = state.profile_failures.failed(&profile.name_any());
-    tracing::warn!(
-        profile = %profile.name_any(), %error, retry_in_s = delay.as_secs(),
-        "Checking a StorageProfile's class failed; retrying."
-    );
-    Action::requeue(delay)
+    let key = format!("profile/{}", profile.name_any());
+    state.ctx.retry_after(CONTROLLER, &key, error)
 }
 
 /// Deletes `profile` if its StorageClass is gone or going. Asks the API server rather than a
@@ -670,18 +621,5 @@ mod tests {
             .expect("reconciled");
 
         assert_eq!(api.calls(), [format!("GET {CLASS}")]);
-    }
-
-    #[test]
-    fn failures_back_off_exponentially_and_reset() {
-        let failures = Failures::default();
-        let delays: Vec<u64> = (0..4).map(|_| failures.failed("a").as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8]);
-        for _ in 0..20 {
-            failures.failed("a");
-        }
-        assert_eq!(failures.failed("a"), Failures::MAX);
-        failures.succeeded("a");
-        assert_eq!(failures.failed("a"), Failures::FIRST);
     }
 }

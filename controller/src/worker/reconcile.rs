@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use cdi_crds::annotations::{content, import, pod as pod_ann, switches};
 use futures::StreamExt;
@@ -15,8 +15,8 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::state::{Next, observe};
-use super::{WorkerKind, importer, upload, worker_kind};
-use crate::context::EventSpec;
+use super::{WorkerKind, importer, pod, upload};
+use crate::context::object_key;
 use crate::metrics::ControllerLabels;
 use crate::{Context, Error, naming};
 
@@ -45,29 +45,19 @@ pub async fn run(
 }
 
 async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(kind) = worker_kind(&claim) else {
+    let Some(kind) = WorkerKind::of_claim(&claim) else {
         return Ok(Action::await_change());
     };
-    let started = Instant::now();
-    let result = reconcile_claim(&claim, kind, &ctx).await;
-    ctx.metrics.observe_reconcile(
+    ctx.reconciled(
         CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::metric_label),
-    );
-    result
+        &object_key(claim.as_ref()),
+        reconcile_claim(&claim, kind, &ctx),
+    )
+    .await
 }
 
-fn error_policy(claim: Arc<PersistentVolumeClaim>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(claim = %claim.name_any(), %error, "Worker reconcile failed; retrying.");
-    Action::requeue(Duration::from_secs(2))
-}
-
-fn pod_name(kind: WorkerKind, claim: &str) -> String {
-    match kind {
-        WorkerKind::Importer => naming::importer_pod(claim),
-        WorkerKind::UploadServer => naming::upload_pod(claim),
-    }
+fn error_policy(claim: Arc<PersistentVolumeClaim>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.retry_after(CONTROLLER, &object_key(claim.as_ref()), error)
 }
 
 #[tracing::instrument(skip_all, fields(claim = %claim.name_any(), ns = claim.namespace().unwrap_or_default()))]
@@ -87,7 +77,7 @@ async fn reconcile_claim(
     let a = claim.metadata.annotations.clone().unwrap_or_default();
     let is = |k: &str, v: &str| a.get(k).is_some_and(|x| x == v);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let pod_name = pod_name(kind, &name);
+    let pod_name = kind.pod_name(&name);
     let retain = is(pod_ann::RETAIN_AFTER_COMPLETION, "true");
 
     if claim.metadata.deletion_timestamp.is_some() {
@@ -104,7 +94,7 @@ async fn reconcile_claim(
         }
         return Ok(Action::await_change());
     }
-    if !may_start(claim, &a, ctx) {
+    if !StartGate::of(claim, &a, ctx).open() {
         return Ok(Action::await_change());
     }
 
@@ -114,29 +104,15 @@ async fn reconcile_claim(
         }
         create_worker(claim, kind, ctx, &ns).await?;
         ctx.worker_backoff.created(claim);
-        let mut update = BTreeMap::from([(pod_ann::PHASE.to_owned(), "Pending".to_owned())]);
-        update.insert(
-            match kind {
-                WorkerKind::Importer => import::IMPORT_POD_NAME,
-                WorkerKind::UploadServer => pod_ann::UPLOAD_POD_NAME,
-            }
-            .to_owned(),
-            pod_name.clone(),
-        );
-        if kind == WorkerKind::UploadServer {
-            update.insert(pod_ann::READY.into(), "false".into());
-        }
-        patch_annotations(ctx, claim, &update, None).await?;
+        patch_annotations(ctx, claim, &kind.created_annotations(&pod_name), None).await?;
         return Ok(Action::await_change());
     };
     if !owned_by(&pod, claim) {
-        let message = format!("pod {pod_name} exists and does not belong to claim {name}");
-        let reason = match kind {
-            WorkerKind::Importer => "ImportTargetInUse",
-            WorkerKind::UploadServer => "UploadTargetInUse",
-        };
-        ctx.publish(&claim.object_ref(&()), &EventSpec::warning(reason, message))
-            .await;
+        ctx.publish(
+            &claim.object_ref(&()),
+            &kind.target_in_use(&pod_name, &name),
+        )
+        .await;
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
 
@@ -154,12 +130,7 @@ async fn reconcile_claim(
                 update.insert(content::PREALLOCATION_APPLIED.into(), "true".into());
             }
             patch_annotations(ctx, claim, &update, Some(&labels)).await?;
-            let (reason, message) = match kind {
-                WorkerKind::Importer => ("ImportSucceeded", "Import Successful"),
-                WorkerKind::UploadServer => ("UploadSucceeded", "Upload Successful"),
-            };
-            ctx.publish(&claim_ref, &EventSpec::normal(reason, message))
-                .await;
+            ctx.publish(&claim_ref, &kind.claim_succeeded()).await;
             tracing::info!(pod = %pod_name, "Transfer complete.");
             ctx.worker_backoff.forget(claim);
             if !retain {
@@ -168,12 +139,7 @@ async fn reconcile_claim(
         }
         Next::Fail { reason, message } => {
             patch_annotations(ctx, claim, &update, None).await?;
-            let event = match kind {
-                WorkerKind::Importer => "ErrImportFailed",
-                WorkerKind::UploadServer => "ErrUploadFailed",
-            };
-            ctx.publish(&claim_ref, &EventSpec::warning(event, &message))
-                .await;
+            ctx.publish(&claim_ref, &kind.claim_failed(&message)).await;
             tracing::warn!(pod = %pod_name, %reason, %message, "Transfer failed for good; not retrying.");
             cleanup(ctx, &ns, &name, kind, false).await?;
         }
@@ -191,27 +157,51 @@ async fn reconcile_claim(
     Ok(Action::await_change())
 }
 
-/// Whether the worker pod may run now: the claim is bound, or binding waits for a consumer and
-/// the pod is to be that consumer (immediate binding asked, or the WFFC gate off).
-fn may_start(claim: &PersistentVolumeClaim, a: &BTreeMap<String, String>, ctx: &Context) -> bool {
-    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
-    if phase == Some("Bound") {
-        return true;
+/// What decides whether a claim's worker pod may start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StartGate {
+    /// The claim is Bound.
+    bound: bool,
+    /// The claim's StorageClass binds on the first consumer.
+    wait_for_first_consumer: bool,
+    /// The claim asks for immediate binding (`cdi.kubevirt.io/storage.bind.immediate.requested`).
+    immediate_binding: bool,
+    /// CDIConfig's `HonorWaitForFirstConsumer` feature gate.
+    honor_wait_for_first_consumer: bool,
+}
+
+impl StartGate {
+    fn of(claim: &PersistentVolumeClaim, a: &BTreeMap<String, String>, ctx: &Context) -> StartGate {
+        let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+        let class = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref());
+        StartGate {
+            bound: phase == Some("Bound"),
+            wait_for_first_consumer: class
+                .and_then(|c| ctx.stores.storage_class(c))
+                .and_then(|c| c.volume_binding_mode.clone())
+                .as_deref()
+                == Some("WaitForFirstConsumer"),
+            immediate_binding: a
+                .get(switches::IMMEDIATE_BINDING)
+                .is_some_and(|v| v == "true"),
+            honor_wait_for_first_consumer: ctx
+                .stores
+                .effective_config()
+                .honor_wait_for_first_consumer,
+        }
     }
-    let class = claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.clone());
-    let wffc = class
-        .as_deref()
-        .and_then(|c| ctx.stores.storage_class(c))
-        .and_then(|c| c.volume_binding_mode.clone())
-        .as_deref()
-        == Some("WaitForFirstConsumer");
-    let immediate = a
-        .get(switches::IMMEDIATE_BINDING)
-        .is_some_and(|v| v == "true");
-    wffc && (immediate || !ctx.stores.effective_config().honor_wait_for_first_consumer)
+
+    /// Whether the worker pod may run now: the claim is bound, or binding waits for a consumer
+    /// and the pod is to be that consumer (immediate binding asked, or the gate off). Otherwise
+    /// the claim waits: for its provisioner, or for the VM that will consume it.
+    fn open(self) -> bool {
+        self.bound
+            || (self.wait_for_first_consumer
+                && (self.immediate_binding || !self.honor_wait_for_first_consumer))
+    }
 }
 
 fn owned_by(pod: &Pod, claim: &PersistentVolumeClaim) -> bool {
@@ -269,14 +259,10 @@ async fn create_worker(
         }
     };
     create_or_keep(&Api::<Pod>::namespaced(ctx.client.clone(), ns), &pod).await?;
-    let controller = match kind {
-        WorkerKind::Importer => "importer",
-        WorkerKind::UploadServer => "upload",
-    };
     ctx.metrics
         .pods_created
         .get_or_create(&ControllerLabels {
-            controller: controller.into(),
+            controller: kind.metrics_label().into(),
         })
         .inc();
     tracing::info!(pod = %pod.name_any(), "Worker pod created.");
@@ -304,7 +290,7 @@ async fn copy_proxy_ca(
             name: Some(importer::proxy_ca_config_map(&claim.name_any())),
             namespace: Some(ns.to_owned()),
             labels: Some(crate::datavolume::plan::cdi_labels()),
-            owner_references: importer::claim_owner(claim),
+            owner_references: pod::claim_owner(claim),
             ..Default::default()
         },
         data: original.data,
@@ -336,8 +322,8 @@ where
     }
 }
 
-/// Deletes the worker pod, and for uploads its Service and Secret (only the pod and Secret
-/// when `renew` asks for fresh certificates).
+/// Deletes the worker pod and the objects its kind keeps beside it (all but the Service when
+/// `renew` asks only for a fresh pod and certificates).
 async fn cleanup(
     ctx: &Context,
     ns: &str,
@@ -348,22 +334,15 @@ async fn cleanup(
     let client = ctx.client.clone();
     delete_if_present(
         &Api::<Pod>::namespaced(client.clone(), ns),
-        &pod_name(kind, claim),
+        &kind.pod_name(claim),
     )
     .await?;
-    if kind == WorkerKind::UploadServer {
-        delete_if_present(
-            &Api::<Secret>::namespaced(client.clone(), ns),
-            &naming::upload_pod(claim),
-        )
-        .await?;
-        if !renew {
-            delete_if_present(
-                &Api::<Service>::namespaced(client, ns),
-                &naming::upload_service(claim),
-            )
-            .await?;
-        }
+    let companions = kind.companions(claim);
+    if let Some(secret) = companions.secret {
+        delete_if_present(&Api::<Secret>::namespaced(client.clone(), ns), &secret).await?;
+    }
+    if let Some(service) = companions.service.filter(|_| !renew) {
+        delete_if_present(&Api::<Service>::namespaced(client, ns), &service).await?;
     }
     Ok(())
 }
@@ -441,6 +420,29 @@ mod tests {
     fn import_annotations() -> serde_json::Value {
         json!({"cdi.kubevirt.io/storage.import.endpoint": "http://server/disk.img",
                "cdi.kubevirt.io/storage.import.source": "http"})
+    }
+
+    #[test]
+    fn the_start_gate_opens_when_bound_or_when_the_pod_is_to_be_the_first_consumer() {
+        // (bound, wffc, immediate, honor) -> open
+        let table = [
+            ((true, false, false, true), true),
+            ((true, true, false, true), true),
+            ((false, false, false, true), false), // immediate class: the provisioner binds it
+            ((false, false, true, false), false), // nothing the pod could do about it
+            ((false, true, false, true), false),  // waits for the VM
+            ((false, true, true, true), true),    // immediate binding asked
+            ((false, true, false, false), true),  // gate off: the pod binds it
+        ];
+        for ((bound, wffc, immediate, honor), open) in table {
+            let gate = StartGate {
+                bound,
+                wait_for_first_consumer: wffc,
+                immediate_binding: immediate,
+                honor_wait_for_first_consumer: honor,
+            };
+            assert_eq!(gate.open(), open, "{gate:?}");
+        }
     }
 
     #[tokio::test]

@@ -31,10 +31,7 @@ pub fn observe(pod: &Pod, kind: WorkerKind) -> (BTreeMap<String, String>, Next) 
     let mut a = BTreeMap::new();
     let status = pod.status.clone().unwrap_or_default();
     // The worker's own container (a node-pull importer pod also runs the image's).
-    let main = match kind {
-        WorkerKind::Importer => "importer",
-        WorkerKind::UploadServer => "cdi-upload-server",
-    };
+    let main = kind.container_name();
     let statuses: Vec<&ContainerStatus> = status.container_statuses.iter().flatten().collect();
     let container: Option<&ContainerStatus> = statuses
         .iter()
@@ -50,7 +47,7 @@ pub fn observe(pod: &Pod, kind: WorkerKind) -> (BTreeMap<String, String>, Next) 
             && c.reason.as_deref() == Some("Unschedulable")
     });
     a.insert(pod_ann::SCHEDULABLE.into(), (!unschedulable).to_string());
-    if kind == WorkerKind::UploadServer {
+    if kind.reports_readiness() {
         let ready = status
             .conditions
             .iter()
@@ -68,10 +65,7 @@ pub fn observe(pod: &Pod, kind: WorkerKind) -> (BTreeMap<String, String>, Next) 
         .terminated
         .clone()
         .or_else(|| state.waiting.as_ref().and(last.terminated.clone()));
-    let done_message = match kind {
-        WorkerKind::Importer => "Import Complete",
-        WorkerKind::UploadServer => "Upload Complete",
-    };
+    let done_message = kind.complete_message();
 
     let mut running = |value: bool, reason: &str, message: &str| {
         a.insert(condition::RUNNING.into(), value.to_string());

@@ -14,9 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
-use super::importer::{
-    BLOCK_DEVICE, METRICS_PORT, WorkerPod, claim_owner, data_volume, is_block, requested_size,
-    restricted_container_security, worker_pod,
+use super::pod::{
+    BLOCK_DEVICE, METRICS_PORT, WorkerPod, claim_owner, data_volume, env, is_block, owner_uid,
+    requested_size, restricted_container_security, worker_pod,
 };
 use crate::cdiconfig::EffectiveConfig;
 use crate::certs::UPLOAD_CLIENT_NAME;
@@ -37,14 +37,6 @@ pub struct UploadInput<'a> {
     pub config: &'a EffectiveConfig,
     /// When the pod's certificate must be replaced: its `DEADLINE`.
     pub deadline: SystemTime,
-}
-
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        value_from: None,
-    }
 }
 
 /// RFC 3339, as upstream's `DEADLINE`.
@@ -90,7 +82,7 @@ pub fn upload_env(input: &UploadInput) -> Vec<EnvVar> {
         env("TLS_CIPHERS", input.config.tls_ciphers.join(",")),
         env("TLS_MIN_VERSION", input.config.tls_min_version.clone()),
         env("DEADLINE", rfc3339(input.deadline)),
-        env("OWNER_UID", super::importer::owner_uid(claim)),
+        env("OWNER_UID", owner_uid(claim)),
     ];
     if block {
         vars.push(env("DESTINATION", BLOCK_DEVICE));
