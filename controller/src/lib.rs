@@ -21,6 +21,7 @@
 pub mod backoff;
 pub mod cdiconfig;
 pub mod certs;
+pub mod clone;
 pub mod context;
 pub mod datavolume;
 pub mod error;
