@@ -23,6 +23,23 @@ pub fn convert_to_raw(src: &Path, dst: &Path) {
     qemu_img(&["convert", "-O", "raw", path(src), path(dst)]);
 }
 
+/// Converts `src` of the given format (`qemu-img`'s name: vmdk, vpc, vhdx, vdi, ...) to raw at
+/// `dst`. Naming the format matters for a fixed vhd, which `qemu-img` would otherwise probe as
+/// raw and copy with its footer.
+pub fn convert_to_raw_from(format: &str, src: &Path, dst: &Path) {
+    qemu_img(&["convert", "-f", format, "-O", "raw", path(src), path(dst)]);
+}
+
+/// Converts a raw file to `format` (`qemu-img`'s name) with extra `qemu-img convert` arguments
+/// (e.g. `-o subformat=streamOptimized`).
+pub fn raw_to(format: &str, src: &Path, dst: &Path, extra: &[&str]) {
+    let mut args = vec!["convert", "-f", "raw", "-O", format];
+    args.extend_from_slice(extra);
+    args.push(path(src));
+    args.push(path(dst));
+    qemu_img(&args);
+}
+
 /// Converts a raw file to qcow2 with extra `qemu-img convert` arguments (e.g. `-c`, `-o ...`).
 pub fn raw_to_qcow2(src: &Path, dst: &Path, extra: &[&str]) {
     let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
