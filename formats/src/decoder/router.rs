@@ -773,6 +773,45 @@ mod tests {
     }
 
     #[test]
+    fn deferred_blocks_written_in_order_cost_one_entry() {
+        let mut r = Router::new("test", None, MemoryStash::new(), 1000);
+        let mut out = Collect::default();
+        for i in 0..1000u64 {
+            r.defer_data(100 + i * 10, 10, i * 10, "block", &mut out)
+                .expect("defer");
+        }
+        r.check_budget().expect("merged into one entry");
+        let img: Vec<u8> = (0..10_100u32).map(|i| i as u8).collect();
+        feed(&mut r, &img, 4096, &mut out, |_, _, _| {});
+        r.finish().expect("complete");
+        let mut disk = vec![0u8; 10_000];
+        for (at, b) in &out.data {
+            disk[*at as usize..*at as usize + b.len()].copy_from_slice(b);
+        }
+        assert!(disk[..] == img[100..]);
+    }
+
+    #[test]
+    fn deferred_blocks_out_of_order_arrive_in_file_order() {
+        let mut r = router();
+        let mut out = Collect::default();
+        r.defer_data(40, 8, 0, "block", &mut out).expect("defer");
+        r.defer_data(8, 8, 8, "block", &mut out).expect("defer");
+        r.defer_meta(20, 4, 9, "bitmap", &mut out).expect("defer");
+        let img: Vec<u8> = (0..64u8).collect();
+        let mut metas = Vec::new();
+        feed(&mut r, &img, 64, &mut out, |_, p, _| {
+            metas.push((p.tag, p.start))
+        });
+        r.finish().expect("complete");
+        assert_eq!(metas, vec![(9, 20)]);
+        assert_eq!(
+            out.data,
+            vec![(8, (8..16).collect()), (0, (40..48).collect())]
+        );
+    }
+
+    #[test]
     fn the_budget_bounds_bookkeeping() {
         let mut r = Router::new("test", None, MemoryStash::new(), 1000);
         let mut out = Collect::default();
