@@ -270,6 +270,18 @@ fn vmdk_huge_counts_are_refused_before_decoding() {
 }
 
 #[test]
+fn vmdk_descriptor_sizes_that_overflow_are_refused() {
+    // Found by the vmdk fuzz target: offset + size in sectors, times 512, overflowed.
+    let (mut img, _) = vmdk_image("streamOptimized");
+    put(&mut img, 36, &0x02ff_ffff_ffff_ff14u64.to_le_bytes()); // descriptorSize
+    let err = decode(&vmdk::SPEC, &img).expect_err("refused");
+    assert!(
+        matches!(err, DecodeError::Vmdk(VmdkError::MalformedHeader(_))),
+        "{err}"
+    );
+}
+
+#[test]
 fn vmdk_parent_links_are_refused() {
     let (img, _) = vmdk_image("monolithicSparse");
     let mut child = img.clone();
@@ -711,6 +723,20 @@ fn vhdx_payload_beyond_the_end_or_on_the_metadata_is_refused() {
     put(&mut beyond, bat, &((1u64 << 40) << 20 | 6).to_le_bytes());
     let len = beyond.len() as u64;
     let err = decode_with(&vhdx::SPEC, &beyond, Some(len), 4096, BUDGET).expect_err("beyond");
+    assert!(
+        matches!(
+            layout(&err),
+            Some(LayoutError::BeyondEnd {
+                what: "payload block",
+                ..
+            })
+        ),
+        "{err}"
+    );
+    // The largest offset a BAT entry can hold (its top 44 bits, in MiB) is past 2^64 bytes.
+    let mut top = img.clone();
+    put(&mut top, bat, &(u64::MAX & !7 | 6).to_le_bytes());
+    let err = decode_with(&vhdx::SPEC, &top, Some(len), 4096, BUDGET).expect_err("top");
     assert!(
         matches!(
             layout(&err),

@@ -100,10 +100,13 @@ impl SparseHeader {
         if h.compress_algorithm > 1 {
             return Err(VmdkError::UnknownCompression(h.compress_algorithm));
         }
+        let descriptor_end = h
+            .descriptor_offset
+            .checked_add(h.descriptor_sectors)
+            .and_then(|s| s.checked_mul(SECTOR));
         if h.descriptor_sectors > 0
             && (h.descriptor_offset == 0
-                || h.descriptor_offset.saturating_add(h.descriptor_sectors) * SECTOR
-                    > MAX_DESCRIPTOR_END)
+                || descriptor_end.is_none_or(|end| end > MAX_DESCRIPTOR_END))
         {
             return malformed(format!(
                 "the embedded descriptor (sectors {}+{}) must lie after the header and end \
