@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use cdi_crds::VolumeMode;
 use cdi_datapath::sink::{CacheMode, TargetOptions, ZeroMode};
+use cdi_datapath::source::gcs::GcsOptions;
+use cdi_datapath::source::registry::RegistryOptions;
+use cdi_datapath::source::s3::S3Options;
+use cdi_datapath::source::{HttpOptions, Scheme, SourceSpec};
 use cdi_datapath::{Checksum, FormatChoice, ImportSpec};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -24,7 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import an image (raw, qcow2; gz/xz/zst/bz2-compressed) into a raw file or block device.
+    /// Import an image (raw, qcow2; gz/xz/zst/bz2-compressed) from a file, stdin, an http(s)
+    /// URL, S3 (s3://), GCS (gs://) or a registry (docker://) into a raw file or block device.
     Import(ImportArgs),
     /// Upload an image file through CDI's upload proxy, resumably (tus): a broken connection
     /// costs one chunk, and an interrupted run is continued by the next one.
@@ -66,7 +71,8 @@ pub enum CacheArg {
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// Image to import: a path, `-` for standard input, or an http(s):// URL.
+    /// Image to import: a path, `-` for standard input, an http(s):// URL, s3://BUCKET/KEY,
+    /// gs://BUCKET/OBJECT, or docker://HOST/REPOSITORY:TAG (a containerDisk or disk artifact).
     pub source: String,
     /// Destination: a raw image file (created) or a block device.
     pub dest: PathBuf,
@@ -102,6 +108,107 @@ pub struct ImportArgs {
     /// Progress display: a bar on a terminal, periodic lines otherwise, or none.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
+    #[command(flatten)]
+    pub source_access: SourceAccessArgs,
+}
+
+/// How to reach a remote source: credentials and TLS, per kind.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Remote sources")]
+pub struct SourceAccessArgs {
+    /// Trust the CA certificates in this PEM file (beside the system's) for an https, S3, GCS
+    /// or registry source.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the source's TLS certificate (a registry may then also speak plain HTTP).
+    #[arg(long)]
+    pub insecure: bool,
+    /// User name for http basic auth or a registry.
+    #[arg(long, env = "CDICTL_USER")]
+    pub user: Option<String>,
+    /// Password (or token) for http basic auth or a registry.
+    #[arg(long, env = "CDICTL_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// S3 access key id (default: AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// S3 secret key (default: AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// S3 session token of temporary credentials (default: AWS_SESSION_TOKEN).
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
+    /// The S3 bucket's region (default: AWS_REGION, else found from the endpoint).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// An S3-compatible endpoint for s3:// URLs, or an emulator for gs:// URLs (MinIO:
+    /// http://minio:9000).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+    /// A GCS service-account key file (default: GOOGLE_APPLICATION_CREDENTIALS); none for a
+    /// public object.
+    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS", value_name = "FILE")]
+    pub gcs_credentials: Option<PathBuf>,
+    /// The architecture to take from a multi-architecture image (default: this machine's).
+    #[arg(long)]
+    pub arch: Option<String>,
+}
+
+impl SourceAccessArgs {
+    /// The source `location` names, with what these flags say about reaching it.
+    pub fn source_spec(self, location: &str) -> anyhow::Result<SourceSpec> {
+        let mut http = HttpOptions::default();
+        if let Some(ca) = &self.ca {
+            http.extra_ca_pem
+                .push(std::fs::read(ca).with_context(|| format!("--ca {}", ca.display()))?);
+        }
+        http.insecure = self.insecure;
+        let login = match (self.user, self.password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            (Some(_), None) => bail!("--user needs --password (or CDICTL_PASSWORD)"),
+            (None, Some(_)) => bail!("--password needs --user (or CDICTL_USER)"),
+        };
+        Ok(match Scheme::of(location) {
+            Scheme::Stdin => SourceSpec::Stdin,
+            Scheme::File => SourceSpec::File(PathBuf::from(location)),
+            Scheme::Http => SourceSpec::Http {
+                url: location.to_owned(),
+                options: HttpOptions {
+                    basic_auth: login,
+                    ..http
+                },
+            },
+            Scheme::S3 => SourceSpec::S3 {
+                url: location.to_owned(),
+                options: S3Options {
+                    access_key_id: self.access_key_id,
+                    secret_key: self.secret_key,
+                    session_token: self.session_token,
+                    region: self.region,
+                    endpoint: self.endpoint,
+                    virtual_hosted: false,
+                    http,
+                },
+            },
+            Scheme::Gcs => SourceSpec::Gcs {
+                url: location.to_owned(),
+                options: GcsOptions {
+                    credentials_file: self.gcs_credentials,
+                    endpoint: self.endpoint,
+                    http,
+                },
+            },
+            Scheme::Registry => SourceSpec::Registry {
+                url: location.to_owned(),
+                options: RegistryOptions {
+                    credentials: login,
+                    architecture: self.arch,
+                    http,
+                },
+            },
+        })
+    }
 }
 
 /// How to transfer: shared by `upload` and `image-upload`.
@@ -224,7 +331,9 @@ pub enum ProgressArg {
 /// A validated import.
 #[derive(Debug)]
 pub struct ImportRequest {
-    pub source: String,
+    /// The source as given, for messages (credentials left out).
+    pub shown: String,
+    pub source: SourceSpec,
     pub dest: PathBuf,
     pub spec: ImportSpec,
     pub target: TargetOptions,
@@ -279,8 +388,10 @@ impl ImportArgs {
                 CacheArg::PageCache => CacheMode::PageCache,
             },
         };
+        let source = self.source_access.source_spec(&self.source)?;
         Ok(ImportRequest {
-            source: self.source,
+            shown: source.describe(),
+            source,
             dest: self.dest,
             spec,
             target,

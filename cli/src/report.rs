@@ -6,7 +6,6 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use cdi_datapath::sink::open_target;
-use cdi_datapath::source::{FileSource, HttpSource, Source, StdinSource};
 use cdi_datapath::{Error, ImportReport, Progress, ProgressSnapshot, import, verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -14,7 +13,7 @@ use crate::args::{ImportRequest, ProgressArg};
 use crate::exit;
 
 pub fn run_import(req: ImportRequest) -> ExitCode {
-    let source = match open_source(&req.source) {
+    let source = match req.source.clone().open() {
         Ok(s) => s,
         Err(e) => return fail(&e, "nothing was written"),
     };
@@ -50,16 +49,6 @@ pub fn run_import(req: ImportRequest) -> ExitCode {
     }
 }
 
-fn open_source(spec: &str) -> Result<Box<dyn Source>, Error> {
-    if spec == "-" {
-        Ok(Box::new(StdinSource::default()))
-    } else if spec.starts_with("http://") || spec.starts_with("https://") {
-        Ok(Box::new(HttpSource::open(spec)?))
-    } else {
-        Ok(Box::new(FileSource::open(std::path::Path::new(spec))?))
-    }
-}
-
 fn fail(e: &Error, target_state: &str) -> ExitCode {
     let kind = e.kind();
     eprintln!("cdictl: import failed: {e}");
@@ -72,7 +61,7 @@ fn summary(req: &ImportRequest, r: &ImportReport) -> String {
     let secs = r.elapsed.as_secs_f64().max(1e-6);
     let mut line = format!(
         "imported {} ({}) into {}: {} in, {} image, {} written, {} holes, {:.2} s, {:.1} MB/s",
-        req.source,
+        req.shown,
         r.format_chain(),
         req.dest.display(),
         bytes(r.source_bytes),
@@ -84,6 +73,13 @@ fn summary(req: &ImportRequest, r: &ImportReport) -> String {
     );
     if let Some(c) = &r.checksum {
         line.push_str(&format!(", {} verified", c.algorithm.name()));
+    }
+    for vouched in &r.verified {
+        line.push_str(&format!(
+            ", {} verified against {}",
+            vouched.checksum.algorithm.name(),
+            vouched.origin
+        ));
     }
     if r.sink.preallocated {
         line.push_str(", preallocated");

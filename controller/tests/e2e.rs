@@ -1141,3 +1141,145 @@ async fn upload_datavolume_succeeds_through_the_upload_proxy_with_a_token_from_t
     }
     assert_image(&env, &ns, "dv-up", &raw, GIB).await;
 }
+
+/// A Secret of string data in `ns`.
+async fn create_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": name },
+        "stringData": data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("creating Secret {name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_gcs_and_registry_datavolumes_import_with_their_secrets_and_cas() {
+    use cdi_testdata::objectstore::{GcsEmulator, S3Server, service_account_key};
+    use cdi_testdata::registry::{Compression, RegistryConfig, RegistryServer, image, layer};
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    let env = env().await;
+    let _controller = start_controller(&env, "cdi-controller-sources");
+    let ns = env
+        .cluster
+        .create_namespace("sources")
+        .await
+        .expect("namespace");
+    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
+    let (qcow2, qcow2_raw) = qcow2_image();
+
+    // S3 (moto, checking signatures) with the secret's keys.
+    let s3 = S3Server::start(true);
+    s3.put("images", "fedora/disk.qcow2", &qcow2, None);
+    create_secret(
+        &env.client,
+        &ns,
+        "s3-keys",
+        &[("accessKeyId", &s3.key_id), ("secretKey", &s3.secret)],
+    )
+    .await;
+
+    // GCS (the emulator) with a service-account key whose gcs_base_url points at it.
+    let gcs = GcsEmulator::start();
+    gcs.put("images", "disk.qcow2.gz", &gzip(&qcow2));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = service_account_key(dir.path(), &gcs.endpoint());
+    let key_json = std::fs::read_to_string(&key).expect("key");
+    create_secret(
+        &env.client,
+        &ns,
+        "gcs-key",
+        &[("credentials.json", &key_json)],
+    )
+    .await;
+
+    // A registry over TLS with htpasswd: CA in a ConfigMap, user and password in a secret.
+    let registry = RegistryServer::start(RegistryConfig {
+        tls: true,
+        auth: true,
+    });
+    registry.push(
+        "disks/fedora",
+        "42",
+        &image(
+            vec![layer(&[("disk/fedora.qcow2", &qcow2)], Compression::Gzip)],
+            &[],
+            "amd64",
+        ),
+    );
+    let (user, password) = registry.credentials.clone().expect("credentials");
+    create_secret(
+        &env.client,
+        &ns,
+        "registry-login",
+        &[("accessKeyId", &user), ("secretKey", &password)],
+    )
+    .await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    let ca: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": "registry-ca" },
+        "data": { "ca.pem": registry.ca_pem.clone().expect("CA") },
+    }))
+    .expect("config map");
+    config_maps
+        .create(&PostParams::default(), &ca)
+        .await
+        .expect("CA config map");
+
+    for dv in [
+        data_volume(
+            "dv-s3",
+            json!({
+                "source": { "s3": { "url": format!("{}/images/fedora/disk.qcow2", s3.endpoint()),
+                                    "secretRef": "s3-keys" } },
+                "storage": storage_1gi(),
+            }),
+        ),
+        data_volume(
+            "dv-gcs",
+            json!({
+                "source": { "gcs": { "url": "gs://images/disk.qcow2.gz", "secretRef": "gcs-key" } },
+                "storage": storage_1gi(),
+            }),
+        ),
+        data_volume(
+            "dv-registry",
+            json!({
+                "source": { "registry": {
+                    "url": format!("docker://{}/disks/fedora:42", registry.host()),
+                    "secretRef": "registry-login",
+                    "certConfigMap": "registry-ca",
+                } },
+                "storage": storage_1gi(),
+            }),
+        ),
+        data_volume(
+            "dv-s3-wrong-key",
+            json!({
+                "source": { "s3": { "url": format!("{}/images/fedora/disk.qcow2", s3.endpoint()) } },
+                "storage": storage_1gi(),
+            }),
+        ),
+    ] {
+        create(&dvs, &dv).await;
+    }
+    for name in ["dv-s3", "dv-gcs", "dv-registry"] {
+        let dv = wait_phase(&dvs, name, DataVolumePhase::Succeeded).await;
+        let status = dv.status.clone().expect("status");
+        assert_eq!(status.progress.as_deref(), Some("100.0%"), "{name}");
+        assert_eq!(status.restart_count, Some(0), "{name}");
+        assert_image(&env, &ns, name, &qcow2_raw, GIB).await;
+    }
+    // Without the secret, moto refuses the unsigned request: terminal, no restart loop.
+    let dv = wait_phase(&dvs, "dv-s3-wrong-key", DataVolumePhase::Failed).await;
+    let (_, reason, message) = condition(&dv, DataVolumeConditionType::Running);
+    assert_eq!(reason, "Unauthorized", "{message}");
+}

@@ -1,5 +1,6 @@
 //! Checksums in CDI's `IMPORTER_CHECKSUM` syntax (`sha256:<hex>`), computed over the bytes as
-//! received, before any decompression.
+//! received, before any decompression; and the digests a source vouches for itself (an object
+//! store's MD5 or CRC, a registry blob's digest), checked the same way.
 
 use md5::Md5;
 use sha1::Sha1;
@@ -13,6 +14,12 @@ pub enum Algorithm {
     Sha1,
     Sha256,
     Sha512,
+    /// CRC-32 (ISO-HDLC), as S3 names `CRC32`: only ever a source's own digest.
+    Crc32,
+    /// CRC-32C (Castagnoli), as GCS and S3 report it: only ever a source's own digest.
+    Crc32c,
+    /// CRC-64/NVME, S3's default full-object checksum: only ever a source's own digest.
+    Crc64Nvme,
 }
 
 impl Algorithm {
@@ -22,16 +29,26 @@ impl Algorithm {
             Algorithm::Sha1 => "sha1",
             Algorithm::Sha256 => "sha256",
             Algorithm::Sha512 => "sha512",
+            Algorithm::Crc32 => "crc32",
+            Algorithm::Crc32c => "crc32c",
+            Algorithm::Crc64Nvme => "crc64nvme",
+        }
+    }
+
+    /// Length of the digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Algorithm::Md5 => 16,
+            Algorithm::Sha1 => 20,
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+            Algorithm::Crc32 | Algorithm::Crc32c => 4,
+            Algorithm::Crc64Nvme => 8,
         }
     }
 
     fn hex_len(self) -> usize {
-        match self {
-            Algorithm::Md5 => 32,
-            Algorithm::Sha1 => 40,
-            Algorithm::Sha256 => 64,
-            Algorithm::Sha512 => 128,
-        }
+        self.digest_len() * 2
     }
 }
 
@@ -54,6 +71,7 @@ impl std::str::FromStr for Checksum {
             "sha1" => Algorithm::Sha1,
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
+            // CDI's syntax takes these four only; CRCs are a source's own digests.
             _ => return Err(bad()),
         };
         let hex = hex.trim().to_ascii_lowercase();
@@ -61,6 +79,17 @@ impl std::str::FromStr for Checksum {
             return Err(bad());
         }
         Ok(Checksum { algorithm, hex })
+    }
+}
+
+impl Checksum {
+    /// A digest given as raw bytes (object stores send them base64-encoded), if they have the
+    /// algorithm's length.
+    pub fn from_bytes(algorithm: Algorithm, bytes: &[u8]) -> Option<Checksum> {
+        (bytes.len() == algorithm.digest_len()).then(|| Checksum {
+            algorithm,
+            hex: hex::encode(bytes),
+        })
     }
 }
 
@@ -77,6 +106,8 @@ pub enum Hasher {
     Sha1(Sha1),
     Sha256(Sha256),
     Sha512(Sha512),
+    /// CRC-32, CRC-32C or CRC-64/NVME.
+    Crc(Algorithm, crc_fast::Digest),
 }
 
 impl Hasher {
@@ -86,6 +117,9 @@ impl Hasher {
             Algorithm::Sha1 => Hasher::Sha1(Sha1::new()),
             Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
             Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+            Algorithm::Crc32 => crc(algorithm, crc_fast::CrcAlgorithm::Crc32IsoHdlc),
+            Algorithm::Crc32c => crc(algorithm, crc_fast::CrcAlgorithm::Crc32Iscsi),
+            Algorithm::Crc64Nvme => crc(algorithm, crc_fast::CrcAlgorithm::Crc64Nvme),
         }
     }
 
@@ -95,6 +129,7 @@ impl Hasher {
             Hasher::Sha1(_) => Algorithm::Sha1,
             Hasher::Sha256(_) => Algorithm::Sha256,
             Hasher::Sha512(_) => Algorithm::Sha512,
+            Hasher::Crc(algorithm, _) => *algorithm,
         }
     }
 
@@ -104,6 +139,7 @@ impl Hasher {
             Hasher::Sha1(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
+            Hasher::Crc(_, h) => h.update(data),
         }
     }
 
@@ -114,8 +150,25 @@ impl Hasher {
             Hasher::Sha1(h) => hex::encode(h.finalize()),
             Hasher::Sha256(h) => hex::encode(h.finalize()),
             Hasher::Sha512(h) => hex::encode(h.finalize()),
+            // Big-endian, as object stores print them (base64 of the bytes).
+            Hasher::Crc(Algorithm::Crc64Nvme, h) => hex::encode(h.finalize().to_be_bytes()),
+            Hasher::Crc(_, h) => hex::encode((h.finalize() as u32).to_be_bytes()),
         }
     }
+}
+
+fn crc(algorithm: Algorithm, crc: crc_fast::CrcAlgorithm) -> Hasher {
+    Hasher::Crc(algorithm, crc_fast::Digest::new(crc))
+}
+
+/// A digest the source vouches for itself: what the object store or registry says the bytes
+/// it serves hash to. A mismatch means they were damaged on the way (or at rest), and fails the
+/// import like a wrong checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceDigest {
+    pub checksum: Checksum,
+    /// Where it comes from, for messages: "the object's ETag (its MD5)".
+    pub origin: String,
 }
 
 impl Checksum {
@@ -176,6 +229,22 @@ mod tests {
             c.to_string(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn crcs_give_their_catalogue_check_values_big_endian() {
+        for (algorithm, check) in [
+            (Algorithm::Crc32, "cbf43926"),
+            (Algorithm::Crc32c, "e3069283"),
+            (Algorithm::Crc64Nvme, "ae8b14860a799888"),
+        ] {
+            let mut h = Hasher::new(algorithm);
+            h.update(b"1234");
+            h.update(b"56789");
+            assert_eq!(h.finish_hex(), check, "{}", algorithm.name());
+        }
+        // The CRCs are a source's own digests, never a user's checksum.
+        assert!("crc32c:e3069283".parse::<Checksum>().is_err());
     }
 
     #[test]

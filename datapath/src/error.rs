@@ -66,6 +66,15 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    #[error(
+        "the bytes received are not what the source says it holds: {origin} is {algorithm}:{expected}, the bytes received hash to {actual}; they were damaged on the way or where they are stored"
+    )]
+    SourceDigestMismatch {
+        origin: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("invalid checksum {0:?}: use ALGORITHM:HEX with md5, sha1, sha256 or sha512")]
     BadChecksumSpec(String),
     #[error("the {what} is not qcow2 but --format qcow2 was given (it looks like {found})")]
@@ -81,6 +90,12 @@ pub enum Error {
         "the source file {0} shrank while it was being imported; make sure nothing writes to it during an import, then retry"
     )]
     SourceShrank(String),
+    #[error("{image}: {message}")]
+    Registry {
+        image: String,
+        message: String,
+        kind: ErrorKind,
+    },
     #[error("HTTP request to {url} failed: {message}")]
     Http {
         url: String,
@@ -144,11 +159,13 @@ impl Error {
             }
             Error::SourceTruncated => ErrorKind::Network,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
-            Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
+            Error::ChecksumMismatch { .. } | Error::SourceDigestMismatch { .. } => {
+                ErrorKind::ChecksumMismatch
+            }
             Error::BadChecksumSpec(_) | Error::Config(_) => ErrorKind::Config,
             Error::Source(_) | Error::SourceShrank(_) => ErrorKind::Io,
             Error::SourceNotFound(_) => ErrorKind::NotFound,
-            Error::Http { kind, .. } => *kind,
+            Error::Http { kind, .. } | Error::Registry { kind, .. } => *kind,
             Error::Target { .. } | Error::Cancelled => ErrorKind::Io,
             Error::Archive(_) => ErrorKind::InvalidImage,
             Error::NoSpace { .. } => ErrorKind::NoSpace,

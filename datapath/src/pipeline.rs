@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cdi_formats::Format;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::checksum::{Algorithm, Checksum, Hasher, PendingChecksum};
+use crate::checksum::{Algorithm, Checksum, Hasher, PendingChecksum, SourceDigest};
 use crate::decode::{self, ChannelReader, Chunk, DecodeConfig, DecodeReport, FormatChoice};
 use crate::error::Error;
 use crate::progress::Progress;
@@ -85,6 +85,8 @@ pub struct ImportReport {
     pub checksum: Option<Checksum>,
     /// The digest computed of the source (the checksum's algorithm, else `ImportSpec::digest`).
     pub digest: Option<Checksum>,
+    /// The source's own digests, all verified.
+    pub verified: Vec<SourceDigest>,
     pub elapsed: Duration,
 }
 
@@ -100,16 +102,40 @@ impl ImportSpec {
         algorithms
     }
 
-    fn hashers(&self) -> Option<Vec<Hasher>> {
-        let algorithms = self.hash_algorithms();
+    /// Hashers for the spec's algorithms and those of the source's own digests.
+    fn hashers(&self, source: &[SourceDigest]) -> Option<Vec<Hasher>> {
+        let mut algorithms = self.hash_algorithms();
+        for d in source {
+            if !algorithms.contains(&d.checksum.algorithm) {
+                algorithms.push(d.checksum.algorithm);
+            }
+        }
         (!algorithms.is_empty()).then(|| algorithms.into_iter().map(Hasher::new).collect())
     }
 
-    /// Checks the computed digests against the expected ones and returns the one to report:
-    /// the checksum's algorithm, else `digest`'s.
-    fn check_digest(&self, computed: Option<Vec<Checksum>>) -> Result<Option<Checksum>, Error> {
+    /// Checks the computed digests against the expected ones (the source's own, the checksum,
+    /// a pending one) and returns the one to report: the checksum's algorithm, else
+    /// `digest`'s.
+    fn check_digest(
+        &self,
+        computed: Option<Vec<Checksum>>,
+        source: &[SourceDigest],
+    ) -> Result<Option<Checksum>, Error> {
         let computed = computed.unwrap_or_default();
         let of = |algorithm: Algorithm| computed.iter().find(|c| c.algorithm == algorithm);
+        for vouched in source {
+            let expected = &vouched.checksum;
+            if let Some(actual) = of(expected.algorithm)
+                && actual.hex != expected.hex
+            {
+                return Err(Error::SourceDigestMismatch {
+                    origin: vouched.origin.clone(),
+                    algorithm: expected.algorithm.name(),
+                    expected: expected.hex.clone(),
+                    actual: actual.hex.clone(),
+                });
+            }
+        }
         let expected = self.checksum.iter().cloned().chain(
             self.pending_checksum
                 .as_ref()
@@ -166,6 +192,7 @@ pub fn import(
 ) -> Result<ImportReport, ImportFailure> {
     let started = Instant::now();
     progress.set_total(source.total_len());
+    let vouched = source.expected_digests();
     let cfg = DecodeConfig {
         format: spec.format,
         capacity: sink.capacity(),
@@ -184,7 +211,7 @@ pub fn import(
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(depth);
     let (hash_tx, hash_rx) = bounded::<Chunk>(depth);
     let (write_tx, write_rx) = bounded::<WriteOp>(WRITE_QUEUE);
-    let hashers = spec.hashers();
+    let hashers = spec.hashers(&vouched);
 
     let (read_result, hash_result, decode_result, writer) = std::thread::scope(|scope| {
         let failed = &failed;
@@ -233,7 +260,7 @@ pub fn import(
             return Err(e);
         }
         let decoded = decode_result?;
-        let digest = spec.check_digest(hash_result)?;
+        let digest = spec.check_digest(hash_result, &vouched)?;
         let sink_report = writer.sink.commit(decoded.image_size, &writer.written)?;
         let snap = progress.snapshot();
         Ok(ImportReport {
@@ -245,6 +272,7 @@ pub fn import(
             holes: sink_report.final_size.saturating_sub(snap.written),
             checksum: spec.checksum.clone(),
             digest,
+            verified: vouched.clone(),
             elapsed: started.elapsed(),
         })
     })();
@@ -340,6 +368,7 @@ pub fn extract(
 ) -> Result<ExtractReport, ImportFailure> {
     let started = Instant::now();
     progress.set_total(source.total_len());
+    let vouched = source.expected_digests();
     let staging = dest.join(crate::archive::STAGING);
     let fail = |error: Error| {
         let _ = std::fs::remove_dir_all(&staging);
@@ -362,7 +391,7 @@ pub fn extract(
     let failed = AtomicBool::new(false);
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
     let (hash_tx, hash_rx) = bounded::<Chunk>(CHUNK_QUEUE);
-    let hashers = spec.hashers();
+    let hashers = spec.hashers(&vouched);
     let (read_result, hash_result, unpack_result) = std::thread::scope(|scope| {
         let failed = &failed;
         let hash_tx = hashers.is_some().then_some(hash_tx);
@@ -397,7 +426,7 @@ pub fn extract(
     };
     source.check_unchanged().map_err(fail)?;
     let (layers, unpacked) = unpack_result.map_err(fail)?;
-    let digest = spec.check_digest(hash_result).map_err(fail)?;
+    let digest = spec.check_digest(hash_result, &vouched).map_err(fail)?;
     crate::archive::commit(&staging, dest).map_err(fail)?;
     Ok(ExtractReport {
         source_bytes,

@@ -643,12 +643,18 @@ fn invalid_environment_exits_1_naming_the_variable() {
         msg,
         "Unable to process data: invalid PREALLOCATION: \"sometimes\" is not true or false\n{\"reason\":\"InvalidConfiguration\",\"terminal\":true}"
     );
-    let (code, msg) = pod.run(&[("IMPORTER_SOURCE", "registry")]);
+    let (code, msg) = pod.run(&[("IMPORTER_SOURCE", "vddk")]);
     assert_eq!(code, 1);
     assert!(
         msg.contains(
-            "invalid IMPORTER_SOURCE: source \"registry\" is not supported by this importer yet"
+            "invalid IMPORTER_SOURCE: source \"vddk\" is not supported by this importer yet"
         ),
+        "{msg}"
+    );
+    let (code, msg) = pod.run(&[("IMPORTER_SOURCE", "registry")]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("invalid IMPORTER_ENDPOINT: is required for the registry source"),
         "{msg}"
     );
 }
@@ -789,4 +795,204 @@ fn http_proxy_from_the_environment_is_used() {
     );
     assert_eq!(proxy.seen().proxied, 1);
     assert!(std::fs::read(pod.path("data/disk.img")).expect("disk") == raw);
+}
+
+/// The environment upstream's controller gives an importer pod for `source` at `endpoint`.
+fn source_env<'a>(source: &'a str, endpoint: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("IMPORTER_SOURCE", source),
+        ("IMPORTER_ENDPOINT", endpoint),
+        ("IMPORTER_CONTENTTYPE", "kubevirt"),
+        ("IMPORTER_IMAGE_SIZE", "64Mi"),
+        ("OWNER_UID", "uid-1"),
+        ("FILESYSTEM_OVERHEAD", "0"),
+        ("INSECURE_TLS", "false"),
+        ("PREALLOCATION", "false"),
+        ("IMPORTER_PULL_METHOD", ""),
+        ("IMPORTER_REGISTRY_IMAGE_ARCHITECTURE", ""),
+    ]
+}
+
+const COMPLETE: &str = r#"{"preallocationApplied":false,"message":"Import Complete"}"#;
+
+fn assert_disk(pod: &Pod, expected: &[u8]) {
+    let disk = std::fs::read(pod.path("data/disk.img")).expect("disk.img");
+    assert!(disk[..expected.len()] == expected[..], "the disk differs");
+}
+
+#[test]
+fn s3_objects_import_with_the_secrets_keys_and_wrong_keys_are_terminal() {
+    let s3 = cdi_testdata::objectstore::S3Server::start(true);
+    let b = qcow2_image();
+    s3.put("images", "fedora.qcow2", &b.build(), None);
+    let url = format!("{}/images/fedora.qcow2", s3.endpoint());
+    let pod = Pod::filesystem();
+    let mut env = source_env("s3", &url);
+    env.extend([
+        ("IMPORTER_ACCESS_KEY_ID", s3.key_id.as_str()),
+        ("IMPORTER_SECRET_KEY", s3.secret.as_str()),
+    ]);
+    assert_eq!(pod.run(&env), (0, COMPLETE.to_owned()), "{}", s3.log());
+    assert_disk(&pod, &b.expected_raw());
+
+    let pod = Pod::filesystem();
+    let mut env = source_env("s3", &url);
+    env.extend([
+        ("IMPORTER_ACCESS_KEY_ID", s3.key_id.as_str()),
+        ("IMPORTER_SECRET_KEY", "wrong"),
+    ]);
+    let (code, msg) = pod.run(&env);
+    assert_eq!(code, 1);
+    assert!(
+        msg.starts_with("Unable to connect to s3 data source: "),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(r#"{"reason":"Unauthorized","terminal":true}"#),
+        "{msg}"
+    );
+    assert!(!pod.path("data/disk.img").exists());
+}
+
+#[test]
+fn gcs_objects_import_with_the_mounted_service_account_key() {
+    let gcs = cdi_testdata::objectstore::GcsEmulator::start();
+    let b = qcow2_image();
+    gcs.put("images", "fedora.qcow2", &b.build());
+    let pod = Pod::filesystem();
+    std::fs::create_dir_all(pod.path("google")).expect("google");
+    let key = cdi_testdata::objectstore::service_account_key(&pod.path("google"), &gcs.endpoint());
+    assert_eq!(key, pod.path("google/credentials.json"));
+    let mut env = source_env("gcs", "gs://images/fedora.qcow2");
+    env.push(("GOOGLE_APPLICATION_CREDENTIALS", "/google/credentials.json"));
+    assert_eq!(pod.run(&env), (0, COMPLETE.to_owned()), "{}", gcs.log());
+    assert_disk(&pod, &b.expected_raw());
+    let (code, msg) = Pod::filesystem().run(&source_env(
+        "gcs",
+        &format!("{}/images/nope", gcs.endpoint()),
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        msg.starts_with("Unable to connect to gcs data source: "),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(r#"{"reason":"NotFound","terminal":true}"#),
+        "{msg}"
+    );
+}
+
+#[test]
+fn registry_images_import_with_the_ca_and_credentials_of_the_data_volume() {
+    use cdi_testdata::registry::{Compression, RegistryConfig, RegistryServer, image, layer};
+    let registry = RegistryServer::start(RegistryConfig {
+        tls: true,
+        auth: true,
+    });
+    let b = qcow2_image();
+    let disk = b.build();
+    registry.push(
+        "disks/fedora",
+        "42",
+        &image(
+            vec![layer(&[("disk/fedora.qcow2", &disk)], Compression::Gzip)],
+            &[],
+            "amd64",
+        ),
+    );
+    let url = format!("docker://{}/disks/fedora:42", registry.host());
+    let pod = Pod::filesystem();
+    std::fs::create_dir_all(pod.path("certs")).expect("certs");
+    std::fs::write(
+        pod.path("certs/ca.pem"),
+        registry.ca_pem.as_deref().expect("CA"),
+    )
+    .expect("CA");
+    let (user, password) = registry.credentials.clone().expect("credentials");
+    let mut env = source_env("registry", &url);
+    env.extend([
+        ("IMPORTER_CERT_DIR", "/certs"),
+        ("IMPORTER_ACCESS_KEY_ID", user.as_str()),
+        ("IMPORTER_SECRET_KEY", password.as_str()),
+    ]);
+    assert_eq!(
+        pod.run(&env),
+        (0, COMPLETE.to_owned()),
+        "{}",
+        registry.log()
+    );
+    assert_disk(&pod, &b.expected_raw());
+    // No secret: the registry refuses, and that is terminal.
+    let pod = Pod::filesystem();
+    std::fs::create_dir_all(pod.path("certs")).expect("certs");
+    std::fs::write(
+        pod.path("certs/ca.pem"),
+        registry.ca_pem.as_deref().expect("CA"),
+    )
+    .expect("CA");
+    let mut env = source_env("registry", &url);
+    env.push(("IMPORTER_CERT_DIR", "/certs"));
+    let (code, msg) = pod.run(&env);
+    assert_eq!(code, 1);
+    assert!(
+        msg.starts_with("Unable to connect to registry data source: "),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(r#"{"reason":"Unauthorized","terminal":true}"#),
+        "{msg}"
+    );
+}
+
+#[test]
+fn node_pull_imports_what_the_image_container_serves_and_releases_it() {
+    let b = qcow2_image();
+    let pod = Pod::filesystem();
+    // The image's container: its /disk, and the volume it shares with the importer.
+    let image = tempfile::tempdir().expect("image");
+    std::fs::create_dir_all(image.path().join("disk")).expect("disk");
+    std::fs::write(image.path().join("disk/fedora.qcow2"), b.build()).expect("disk file");
+    std::fs::create_dir_all(pod.path("shared")).expect("shared");
+    // The init container's copy, then the server as the image's container runs it.
+    let server_bin = pod.path("shared/server");
+    let status = Command::new(env!("CARGO_BIN_EXE_cdi-containerimage-server"))
+        .arg("--install")
+        .arg(&server_bin)
+        .status()
+        .expect("install");
+    assert!(status.success());
+    let port = cdi_testdata::uploadpod::free_port().to_string();
+    let mut server = Command::new(&server_bin)
+        .args(["-p", &port, "-image-dir"])
+        .arg(image.path().join("disk"))
+        .arg("-ready-file")
+        .arg(pod.path("shared/ready"))
+        .arg("-done-file")
+        .arg(pod.path("shared/done"))
+        .spawn()
+        .expect("server");
+    let mut env = source_env("registry", "docker://quay.io/containerdisks/fedora:42");
+    env.extend([
+        ("IMPORTER_PULL_METHOD", "node"),
+        ("IMPORTER_READY_FILE", "/shared/ready"),
+        ("IMPORTER_DONE_FILE", "/shared/done"),
+        ("CDI_IMAGE_SERVER_PORT", port.as_str()),
+    ]);
+    env.retain(|(k, v)| !(*k == "IMPORTER_PULL_METHOD" && v.is_empty()));
+    assert_eq!(pod.run(&env), (0, COMPLETE.to_owned()));
+    assert_disk(&pod, &b.expected_raw());
+    assert!(pod.path("shared/done").exists());
+    // The done file ends the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.try_wait().expect("wait") {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -28,6 +28,10 @@ pub struct Behaviour {
     pub basic_auth: Option<String>,
     /// After the first request, the file becomes this (with the given ETag).
     pub change_to: Option<(Vec<u8>, String)>,
+    /// The path the file is served at (default `/file`; everything else is 404).
+    pub path: Option<String>,
+    /// Headers sent with the file (an object store's digest headers, say).
+    pub headers: Vec<(String, String)>,
 }
 
 /// What the server saw, for assertions.
@@ -193,7 +197,8 @@ fn serve(
             );
         }
     }
-    if path != "/file" {
+    let served = b.path.as_deref().unwrap_or("/file");
+    if path.split('?').next() != Some(served) {
         return write!(
             out,
             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -231,6 +236,9 @@ fn serve(
     }
     if let Some(lm) = &b.last_modified {
         head.push_str(&format!("Last-Modified: {lm}\r\n"));
+    }
+    for (name, value) in &b.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",

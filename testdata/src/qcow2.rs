@@ -97,6 +97,28 @@ impl Qcow2Builder {
         }
     }
 
+    /// A 64 KiB-cluster image of `virtual_size` whose clusters are, at random (from `seed`),
+    /// compressed text, plain random data, or not allocated: the mix most tests want.
+    pub fn mixed(seed: u64, virtual_size: u64) -> Self {
+        let mut rng = crate::raw::Rng::new(seed);
+        let mut b = Qcow2Builder::new(16, virtual_size);
+        for g in 0..virtual_size.div_ceil(65536) {
+            match rng.below(3) {
+                0 => {
+                    b.clusters
+                        .insert(g, Cluster::Compressed(crate::raw::text(&mut rng, 65536)));
+                }
+                1 => {
+                    let mut d = vec![0u8; 65536];
+                    rng.fill(&mut d);
+                    b.clusters.insert(g, Cluster::Data(d));
+                }
+                _ => {}
+            }
+        }
+        b
+    }
+
     pub fn cluster_size(&self) -> u64 {
         1 << self.cluster_bits
     }

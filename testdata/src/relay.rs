@@ -14,6 +14,9 @@
 //!   total sent through the relay (over every connection) reaches each offset is cut, whatever
 //!   the client's connection reuse or parallelism; for browsers and other pooled clients.
 //!
+//! Downloads are cut the same way in server→client bytes ([`Relay::cut_downloads_after`]),
+//! for clients that must resume a download.
+//!
 //! Nothing planned (or after [`Relay::pass`]): bytes pass untouched. Independently of cuts,
 //! [`Relay::limit_rate`] slows client→server bytes down, for tests that must act while an
 //! upload is under way.
@@ -38,6 +41,8 @@ pub enum AfterBudgets {
 struct Plan {
     /// Budgets of the next connections, one each.
     budgets: VecDeque<u64>,
+    /// Server→client budgets of the next connections, one each.
+    download_budgets: VecDeque<u64>,
     /// Refuse connections once `budgets` is empty.
     refuse: bool,
     /// Cumulative totals (in `forwarded` terms, ascending) at which to cut.
@@ -97,22 +102,23 @@ impl Relay {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                let budget = {
+                let (budget, download) = {
                     let mut plan = accepting.plan.lock().expect("relay plan");
+                    let download = plan.download_budgets.pop_front().unwrap_or(u64::MAX);
                     match plan.budgets.pop_front() {
-                        Some(budget) => budget,
+                        Some(budget) => (budget, download),
                         None if plan.refuse => {
                             drop(client);
                             continue;
                         }
-                        None => u64::MAX,
+                        None => (u64::MAX, download),
                     }
                 };
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
                 accepting.connections.fetch_add(1, Ordering::Relaxed);
-                forward(client, server, budget, Arc::clone(&accepting));
+                forward(client, server, budget, download, Arc::clone(&accepting));
             }
         });
         Relay { port, shared }
@@ -146,10 +152,18 @@ impl Relay {
         plan.refuse = false;
     }
 
+    /// Cuts each of the next connections after its budget of server→client bytes (one budget
+    /// per connection, in order); later connections pass. Replaces any earlier download plan.
+    pub fn cut_downloads_after(&self, budgets: &[u64]) {
+        let mut plan = self.shared.plan.lock().expect("relay plan");
+        plan.download_budgets = budgets.iter().copied().collect();
+    }
+
     /// Passes every connection from now on (connections already budgeted keep their budget).
     pub fn pass(&self) {
         let mut plan = self.shared.plan.lock().expect("relay plan");
         plan.budgets.clear();
+        plan.download_budgets.clear();
         plan.refuse = false;
         plan.totals.clear();
     }
@@ -188,10 +202,11 @@ impl Drop for Relay {
 
 /// Copies both ways on two threads; the client's bytes stop, and both sockets are shut down,
 /// where the plan says.
-fn forward(client: TcpStream, server: TcpStream, budget: u64, shared: Arc<Shared>) {
+fn forward(client: TcpStream, server: TcpStream, budget: u64, download: u64, shared: Arc<Shared>) {
     let (Ok(client_reader), Ok(server_writer)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
+    let downloads = Arc::clone(&shared);
     std::thread::spawn(move || {
         let (mut from, mut to) = (client_reader, server_writer);
         let mut left = budget;
@@ -223,7 +238,23 @@ fn forward(client: TcpStream, server: TcpStream, budget: u64, shared: Arc<Shared
     });
     std::thread::spawn(move || {
         let (mut from, mut to) = (server, client);
-        let _ = std::io::copy(&mut from, &mut to);
+        let mut left = download;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n as u64,
+            };
+            let pass = n.min(left);
+            if to.write_all(&buf[..pass as usize]).is_err() {
+                break;
+            }
+            left -= pass;
+            if left == 0 {
+                downloads.cuts.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
         let _ = from.shutdown(Shutdown::Both);
         let _ = to.shutdown(Shutdown::Both);
     });

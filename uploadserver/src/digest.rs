@@ -42,6 +42,8 @@ fn rfc9530_algorithm(name: &str) -> Option<Algorithm> {
 
 fn strength(a: Algorithm) -> u8 {
     match a {
+        // Never a client's digest here (CDI's syntax has no CRCs); weakest if it were.
+        Algorithm::Crc32 | Algorithm::Crc32c | Algorithm::Crc64Nvme => 0,
         Algorithm::Md5 => 0,
         Algorithm::Sha1 => 1,
         Algorithm::Sha256 => 2,
@@ -147,7 +149,11 @@ pub fn repr_digest(digest: &Checksum) -> Option<String> {
     let name = match digest.algorithm {
         Algorithm::Sha256 => "sha-256",
         Algorithm::Sha512 => "sha-512",
-        Algorithm::Md5 | Algorithm::Sha1 => return None,
+        Algorithm::Md5
+        | Algorithm::Sha1
+        | Algorithm::Crc32
+        | Algorithm::Crc32c
+        | Algorithm::Crc64Nvme => return None,
     };
     let bytes = hex::decode(&digest.hex).ok()?;
     Some(format!("{name}=:{}:", STANDARD.encode(bytes)))

@@ -55,6 +55,8 @@ pub struct EffectiveConfig {
     pub tls_ciphers: Vec<String>,
     /// Lowest TLS version the upload server accepts (`TLS_MIN_VERSION`).
     pub tls_min_version: String,
+    /// Registry hosts (`host` or `host:port`) imported from without TLS verification.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for EffectiveConfig {
@@ -106,7 +108,17 @@ impl EffectiveConfig {
             scratch_storage_class: spec.scratch_space_storage_class.clone(),
             tls_ciphers: tls.0,
             tls_min_version: tls.1,
+            insecure_registries: spec.insecure_registries.clone().unwrap_or_default(),
         }
+    }
+
+    /// Whether the registry of `url` (`docker://HOST[:PORT]/...`) is listed as insecure.
+    pub fn is_insecure_registry(&self, url: &str) -> bool {
+        let rest = url.strip_prefix("docker://").unwrap_or(url);
+        let host = rest.split('/').next().unwrap_or_default();
+        self.insecure_registries
+            .iter()
+            .any(|r| r.trim_end_matches('/').eq_ignore_ascii_case(host))
     }
 
     /// The filesystem overhead of claims of `storage_class`, as a fraction.

@@ -120,9 +120,11 @@ pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
         .get(import::SOURCE)
         .cloned()
         .unwrap_or_else(|| "http".into());
+    // insecureSkipVerify, or (as upstream) a registry CDIConfig lists as insecure.
     let insecure = a
         .get(import::INSECURE_SKIP_VERIFY)
-        .is_some_and(|v| v == "true");
+        .is_some_and(|v| v == "true")
+        || (source == "registry" && input.config.is_insecure_registry(&get(import::ENDPOINT)));
     let mut vars = vec![
         env("IMPORTER_SOURCE", source),
         env("IMPORTER_ENDPOINT", get(import::ENDPOINT)),
@@ -146,8 +148,14 @@ pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
         env("IMPORTER_DISK_ID", get(import::DISK_ID)),
         env("IMPORTER_UUID", get(import::UUID)),
         env("IMPORTER_PULL_METHOD", get(import::REGISTRY_IMPORT_METHOD)),
-        env("IMPORTER_READY_FILE", ""),
-        env("IMPORTER_DONE_FILE", ""),
+        env(
+            "IMPORTER_READY_FILE",
+            if node_pull(&a) { READY_FILE } else { "" },
+        ),
+        env(
+            "IMPORTER_DONE_FILE",
+            if node_pull(&a) { DONE_FILE } else { "" },
+        ),
         env("IMPORTER_BACKING_FILE", get(import::BACKING_FILE)),
         env("IMPORTER_THUMBPRINT", get(import::VDDK_THUMBPRINT)),
         env("http_proxy", proxy.http_proxy.unwrap_or_default()),
@@ -195,6 +203,78 @@ pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
         vars.push(env("IMPORTER_CHECKSUM", sum.clone()));
     }
     vars
+}
+
+/// The volume a node-pull pod's containers share, and the files on it.
+const SHARED_VOLUME: &str = "cdi-image-server";
+const SHARED_DIR: &str = "/shared";
+const SERVER_PROGRAM: &str = "/shared/server";
+const READY_FILE: &str = "/shared/ready";
+const DONE_FILE: &str = "/shared/done";
+/// Where `cdi-containerimage-server` is in the importer image, and where it listens.
+const SERVER_IN_IMPORTER_IMAGE: &str = "/usr/bin/cdi-containerimage-server";
+const SERVER_PORT: &str = "8100";
+/// Where a containerDisk holds its image.
+const IMAGE_DIR: &str = "/disk";
+
+/// Whether the claim's registry image is pulled by the node (the kubelet runs it as a
+/// container of the importer pod).
+fn node_pull(a: &BTreeMap<String, String>) -> bool {
+    a.get(import::SOURCE).is_some_and(|s| s == "registry")
+        && a.get(import::REGISTRY_IMPORT_METHOD)
+            .is_some_and(|m| m == "node")
+}
+
+/// The containers that make a node pull, beside the importer: an init container that copies
+/// `cdi-containerimage-server` from the importer image onto the shared volume, and the user's
+/// image running it to serve its `/disk` file.
+fn node_pull_containers(input: &ImporterInput, image: &str) -> (Container, Container) {
+    let shared = VolumeMount {
+        name: SHARED_VOLUME.into(),
+        mount_path: SHARED_DIR.into(),
+        ..Default::default()
+    };
+    let init = Container {
+        name: "init".into(),
+        image: Some(input.settings.importer_image.clone()),
+        image_pull_policy: Some(input.settings.pull_policy.clone()),
+        command: Some(vec![
+            SERVER_IN_IMPORTER_IMAGE.into(),
+            "--install".into(),
+            SERVER_PROGRAM.into(),
+        ]),
+        resources: Some(input.config.pod_resources.clone()),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(vec![shared.clone()]),
+        ..Default::default()
+    };
+    let server = Container {
+        name: "server".into(),
+        image: Some(image.to_owned()),
+        image_pull_policy: Some(input.settings.pull_policy.clone()),
+        command: Some(
+            [
+                SERVER_PROGRAM,
+                "-p",
+                SERVER_PORT,
+                "-image-dir",
+                IMAGE_DIR,
+                "-ready-file",
+                READY_FILE,
+                "-done-file",
+                DONE_FILE,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+        resources: Some(input.config.pod_resources.clone()),
+        security_context: Some(restricted_container_security()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![shared]),
+        ..Default::default()
+    };
+    (init, server)
 }
 
 /// Where a GCS service-account key is mounted.
@@ -364,6 +444,42 @@ pub fn render(input: &ImporterInput) -> Pod {
         });
     }
 
+    let mut init_containers = Vec::new();
+    let mut sidecars = Vec::new();
+    let mut node_selector = BTreeMap::new();
+    if node_pull(&a) {
+        let endpoint = a.get(import::ENDPOINT).cloned().unwrap_or_default();
+        let image = endpoint.strip_prefix("docker://").unwrap_or(&endpoint);
+        let (init, server) = node_pull_containers(input, image);
+        init_containers.push(init);
+        sidecars.push(server);
+        volumes.push(Volume {
+            name: SHARED_VOLUME.into(),
+            empty_dir: Some(Default::default()),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: SHARED_VOLUME.into(),
+            mount_path: SHARED_DIR.into(),
+            ..Default::default()
+        });
+        if let Some(arch) = a
+            .get(import::REGISTRY_IMAGE_ARCHITECTURE)
+            .filter(|a| !a.is_empty())
+        {
+            node_selector.insert("kubernetes.io/arch".to_owned(), arch.clone());
+        }
+        if a.get(import::REGISTRY_IMAGE_STREAM)
+            .is_some_and(|v| v == "true")
+        {
+            // OpenShift resolves the image stream name in the container's image.
+            annotations.insert(
+                "alpha.image.policy.openshift.io/resolve-names".into(),
+                "*".into(),
+            );
+        }
+    }
+
     let container = Container {
         name: "importer".into(),
         image: Some(input.settings.importer_image.clone()),
@@ -391,6 +507,9 @@ pub fn render(input: &ImporterInput) -> Pod {
             annotations,
             container,
             volumes,
+            init_containers,
+            sidecars,
+            node_selector,
         },
         claim,
         input.config,
@@ -405,6 +524,11 @@ pub struct WorkerPod {
     pub annotations: BTreeMap<String, String>,
     pub container: Container,
     pub volumes: Vec<Volume>,
+    /// Run before `container` (a node pull's copy of the image server).
+    pub init_containers: Vec<Container>,
+    /// Run beside `container` (a node pull's image).
+    pub sidecars: Vec<Container>,
+    pub node_selector: BTreeMap<String, String>,
 }
 
 /// A worker pod for `claim`: owned by it, restarted on failure, no service links, the claim's
@@ -421,7 +545,9 @@ pub fn worker_pod(pod: WorkerPod, claim: &PersistentVolumeClaim, config: &Effect
             ..Default::default()
         },
         spec: Some(PodSpec {
-            containers: vec![pod.container],
+            containers: std::iter::once(pod.container).chain(pod.sidecars).collect(),
+            init_containers: Some(pod.init_containers).filter(|c| !c.is_empty()),
+            node_selector: Some(pod.node_selector).filter(|s| !s.is_empty()),
             restart_policy: Some("OnFailure".into()),
             enable_service_links: Some(false),
             priority_class_name: a.get(pod_ann::PRIORITY_CLASS_NAME).cloned(),
@@ -659,6 +785,131 @@ mod tests {
                 .and_then(|s| s.secret_name.as_deref())
                 == Some("sa-key"))
         );
+    }
+
+    #[test]
+    fn registries_pass_every_field_and_listed_insecure_registries_skip_verification() {
+        let source = json!({"registry": {
+            "url": "docker://registry.local:5000/disks/fedora:42",
+            "secretRef": "pull-secret",
+            "certConfigMap": "registry-ca",
+            "platform": {"architecture": "arm64"},
+        }});
+        let claim = claim_for(source);
+        let value = |pod: &Pod, name: &str| {
+            env_pairs(pod)
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
+        let pod = pod_for(&claim);
+        assert_eq!(value(&pod, "IMPORTER_SOURCE"), "registry");
+        assert_eq!(
+            value(&pod, "IMPORTER_ENDPOINT"),
+            "docker://registry.local:5000/disks/fedora:42"
+        );
+        assert_eq!(value(&pod, "IMPORTER_REGISTRY_IMAGE_ARCHITECTURE"), "arm64");
+        assert_eq!(value(&pod, "IMPORTER_CERT_DIR"), "/certs");
+        assert_eq!(value(&pod, "INSECURE_TLS"), "false");
+        let keys = pod.spec.as_ref().expect("spec").containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .map(|r| (r.name.clone(), r.key.clone()))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            keys,
+            [
+                ("pull-secret".to_owned(), "accessKeyId".to_owned()),
+                ("pull-secret".to_owned(), "secretKey".to_owned())
+            ]
+        );
+        let mut config = EffectiveConfig::default();
+        config.insecure_registries = vec!["registry.local:5000".into()];
+        let pod = render(&ImporterInput {
+            claim: &claim,
+            settings: &Settings::default(),
+            config: &config,
+        });
+        assert_eq!(value(&pod, "INSECURE_TLS"), "true");
+        config.insecure_registries = vec!["registry.local".into()];
+        let pod = render(&ImporterInput {
+            claim: &claim,
+            settings: &Settings::default(),
+            config: &config,
+        });
+        assert_eq!(
+            value(&pod, "INSECURE_TLS"),
+            "false",
+            "another port is another registry"
+        );
+    }
+
+    #[test]
+    fn a_node_pull_runs_the_image_beside_the_importer_with_the_server_copied_in() {
+        let claim = claim_for(json!({"registry": {
+            "url": "docker://quay.io/containerdisks/fedora:42",
+            "pullMethod": "node",
+            "platform": {"architecture": "arm64"},
+        }}));
+        let pod = pod_for(&claim);
+        let spec = pod.spec.as_ref().expect("spec");
+        let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["importer", "server"], "the importer stays first");
+        let init = &spec.init_containers.as_ref().expect("init")[0];
+        assert_eq!(init.image.as_deref(), Some("importer:test"));
+        assert_eq!(
+            init.command.as_deref().expect("command"),
+            [
+                "/usr/bin/cdi-containerimage-server",
+                "--install",
+                "/shared/server"
+            ]
+        );
+        let server = &spec.containers[1];
+        assert_eq!(
+            server.image.as_deref(),
+            Some("quay.io/containerdisks/fedora:42")
+        );
+        assert_eq!(
+            server.command.as_deref().expect("command").join(" "),
+            "/shared/server -p 8100 -image-dir /disk -ready-file /shared/ready -done-file /shared/done"
+        );
+        assert_eq!(
+            spec.node_selector.as_ref().expect("selector")["kubernetes.io/arch"],
+            "arm64"
+        );
+        let shared = |c: &Container| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == SHARED_VOLUME && m.mount_path == "/shared")
+        };
+        assert!(shared(init) && shared(server) && shared(&spec.containers[0]));
+        assert!(
+            spec.volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == SHARED_VOLUME && v.empty_dir.is_some())
+        );
+        let pairs = env_pairs(&pod);
+        for (k, v) in [
+            ("IMPORTER_PULL_METHOD", "node"),
+            ("IMPORTER_READY_FILE", "/shared/ready"),
+            ("IMPORTER_DONE_FILE", "/shared/done"),
+        ] {
+            assert!(pairs.contains(&(k.into(), v.into())), "{k}");
+        }
+        // A pod pull has none of it.
+        let pod = pod_for(&claim_for(
+            json!({"registry": {"url": "docker://quay.io/x/y:1"}}),
+        ));
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.containers.len(), 1);
+        assert!(spec.init_containers.is_none() && spec.node_selector.is_none());
+        assert!(env_pairs(&pod).contains(&("IMPORTER_READY_FILE".into(), String::new())));
     }
 
     #[test]

@@ -30,7 +30,17 @@ pub enum Next {
 pub fn observe(pod: &Pod, kind: WorkerKind) -> (BTreeMap<String, String>, Next) {
     let mut a = BTreeMap::new();
     let status = pod.status.clone().unwrap_or_default();
-    let container: Option<&ContainerStatus> = status.container_statuses.iter().flatten().next();
+    // The worker's own container (a node-pull importer pod also runs the image's).
+    let main = match kind {
+        WorkerKind::Importer => "importer",
+        WorkerKind::UploadServer => "cdi-upload-server",
+    };
+    let statuses: Vec<&ContainerStatus> = status.container_statuses.iter().flatten().collect();
+    let container: Option<&ContainerStatus> = statuses
+        .iter()
+        .find(|c| c.name == main)
+        .or(statuses.first())
+        .copied();
     let restarts = container.map_or(0, |c| c.restart_count);
     let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
     a.insert(pod_ann::RESTARTS.into(), restarts.to_string());
@@ -196,6 +206,35 @@ mod tests {
         assert_eq!(a[condition::RUNNING_REASON], "Completed");
         assert_eq!(a[condition::RUNNING_MESSAGE], "Import Complete");
         assert!(!a.contains_key(import::FATAL_ERROR));
+    }
+
+    #[test]
+    fn a_node_pull_pod_is_judged_by_its_importer_not_by_the_image_beside_it() {
+        let mut pod = pod_terminated(
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#,
+            0,
+        );
+        let status = pod.status.as_mut().expect("status");
+        status.phase = Some("Running".into());
+        let statuses = status.container_statuses.as_mut().expect("statuses");
+        statuses[0].name = "importer".into();
+        let mut server = crate::fixtures::pod_running(0)
+            .status
+            .and_then(|s| s.container_statuses)
+            .expect("statuses")
+            .remove(0);
+        server.name = "server".into();
+        // The image's container is listed first, still running until it sees the done file.
+        statuses.insert(0, server);
+        let (_, next) = observe(&pod, WorkerKind::Importer);
+        assert_eq!(
+            next,
+            Next::Complete {
+                preallocation_applied: false,
+                labels: BTreeMap::new()
+            }
+        );
     }
 
     #[test]

@@ -5,7 +5,14 @@
 //!
 //! Compression is never negotiated or decoded by the client: the checksum covers the bytes as
 //! served and formats are detected from them.
+//!
+//! Object stores and registries use the same machinery: a [`RequestSigner`] makes each
+//! request (an S3 signature, a GCS signed URL, a registry token), and a [`DigestsOf`] reads
+//! the digests the server vouches for from the first response's headers.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +20,31 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Response, StatusCode};
 
 use super::{BufferPool, CHUNK, Source, chunk_pool};
+use crate::checksum::SourceDigest;
 use crate::error::{Error, ErrorKind};
+
+/// A future a [`RequestSigner`] returns.
+pub type SignFuture<'a> = Pin<Box<dyn Future<Output = Result<SignedRequest, String>> + Send + 'a>>;
+
+/// Where the next GET of a download goes, and the headers it carries.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub url: String,
+    pub headers: HeaderMap,
+}
+
+/// Makes each request of a download afresh: object stores sign every request (S3) or URL
+/// (GCS) for a while only, and registries hand out tokens that expire, so a download that
+/// resumes after a long pause signs again.
+pub trait RequestSigner: Send + Sync + std::fmt::Debug {
+    /// The request to send now. `first` holds the headers of the download's first response
+    /// once there was one (the request is a resume), to pin the object's version.
+    fn sign<'a>(&'a self, first: Option<&'a HeaderMap>) -> SignFuture<'a>;
+}
+
+/// Reads the digests a server vouches for (an ETag that is an MD5, `x-goog-hash`) from the
+/// headers of the first response.
+pub type DigestsOf = Arc<dyn Fn(&HeaderMap) -> Vec<SourceDigest> + Send + Sync>;
 
 /// How hard to try before giving up on a transient failure.
 #[derive(Debug, Clone)]
@@ -52,6 +83,11 @@ pub struct HttpOptions {
     pub user_agent: Option<String>,
     /// Counts resumes after drops and stalls (shared, so metrics can read it).
     pub resumes: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Signs each request (object stores, registries); the URL given to `open_with` is then
+    /// only for messages.
+    pub signer: Option<Arc<dyn RequestSigner>>,
+    /// The digests the server vouches for, read from the first response.
+    pub digests: Option<DigestsOf>,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -69,6 +105,8 @@ impl std::fmt::Debug for HttpOptions {
             .field("insecure", &self.insecure)
             .field("read_timeout", &self.read_timeout)
             .field("retry", &self.retry)
+            .field("signer", &self.signer)
+            .field("digests", &self.digests.is_some())
             .finish()
     }
 }
@@ -94,6 +132,10 @@ pub struct HttpSource {
     skip: u64,
     total: Option<u64>,
     validator: Option<Validator>,
+    /// The first response's headers, for a signer to pin the object's version with.
+    first_headers: Option<HeaderMap>,
+    /// What the server vouched for in its first response.
+    vouched: Vec<SourceDigest>,
     /// Pieces received and not yet handed on.
     pending: std::collections::VecDeque<Bytes>,
     /// Buffers small pieces are gathered into.
@@ -145,6 +187,8 @@ impl HttpSource {
             skip: 0,
             total: None,
             validator: None,
+            first_headers: None,
+            vouched: Vec::new(),
             pending: std::collections::VecDeque::new(),
             buffers: chunk_pool(),
         };
@@ -192,7 +236,20 @@ impl HttpSource {
     }
 
     fn try_connect(&mut self, first: bool) -> Result<(), Attempt> {
-        let mut request = self.client.get(&self.url);
+        let mut request = match &self.options.signer {
+            None => self.client.get(&self.url),
+            Some(signer) => {
+                let signed = self
+                    .runtime
+                    .block_on(signer.sign(self.first_headers.as_ref()))
+                    .map_err(|e| {
+                        Attempt::Fatal(
+                            self.http_error(format!("signing the request: {e}"), ErrorKind::Auth),
+                        )
+                    })?;
+                self.client.get(&signed.url).headers(signed.headers)
+            }
+        };
         if let Some((user, password)) = &self.options.basic_auth {
             request = request.basic_auth(user, Some(password));
         }
@@ -219,6 +276,10 @@ impl HttpSource {
         if first {
             self.total = response.content_length();
             self.validator = validator;
+            if let Some(digests) = &self.options.digests {
+                self.vouched = digests(response.headers());
+            }
+            self.first_headers = Some(response.headers().clone());
             self.response = Some(response);
             return Ok(());
         }
@@ -280,6 +341,12 @@ impl HttpSource {
         let message = format!("the server answered {status}");
         match status.as_u16() {
             404 | 410 => Attempt::Fatal(self.http_error(message, ErrorKind::NotFound)),
+            // A resume pinned to the object's version (If-Match, a generation) that no longer
+            // exists: mixing two versions is never acceptable.
+            412 => Attempt::Fatal(self.http_error(
+                format!("{message}: the file changed on the server during the download; the import must start over"),
+                ErrorKind::Network,
+            )),
             401 | 403 | 407 => Attempt::Fatal(self.http_error(
                 format!("{message}: check the credentials (secretRef) and extra headers"),
                 ErrorKind::Auth,
@@ -374,6 +441,10 @@ impl Source for HttpSource {
 
     fn total_len(&self) -> Option<u64> {
         self.total
+    }
+
+    fn expected_digests(&self) -> Vec<SourceDigest> {
+        self.vouched.clone()
     }
 
     fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
@@ -511,7 +582,8 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -1,22 +1,32 @@
-//! Where image bytes come from: a local file, standard input, an HTTP(S) URL, or bytes pushed
-//! in by an upload. A source
+//! Where image bytes come from: a local file, standard input, an HTTP(S) URL, an S3 or GCS
+//! object, a container registry, or bytes pushed in by an upload. A source
 //! yields chunks in order; some can also read at any offset, which the qcow2 converter uses
 //! instead of keeping early clusters in memory.
 
 mod file;
+pub mod gcs;
 mod http;
 mod mapped;
+mod object_url;
 mod push;
+pub mod registry;
+pub mod s3;
+mod spec;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::checksum::SourceDigest;
 use crate::error::Error;
 
 pub use file::{FileSource, StdinSource};
-pub use http::{HttpOptions, HttpSource, RetryPolicy, redact};
+pub use http::{
+    DigestsOf, HttpOptions, HttpSource, RequestSigner, RetryPolicy, SignFuture, SignedRequest,
+    redact,
+};
 pub use push::{PipelineClosed, PushSender, PushSource, push_channel};
+pub use spec::{Scheme, SourceSpec};
 
 /// Chunk size for sources that read into their own buffers.
 pub const CHUNK: usize = 1 << 20;
@@ -54,6 +64,12 @@ pub trait Source: Send {
 
     fn random_access(&self) -> Option<Arc<dyn ReadAt>> {
         None
+    }
+
+    /// Digests the source vouches for itself (an object store's MD5 or CRC of the object),
+    /// known once it is open; the import checks them before it commits.
+    fn expected_digests(&self) -> Vec<SourceDigest> {
+        Vec::new()
     }
 }
 
