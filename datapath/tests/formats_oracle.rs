@@ -4,16 +4,18 @@
 //! from a local file (random access), through the page cache and with direct I/O alike, and
 //! from a download-like source (no random access).
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use cdi_datapath::sink::{CacheMode, FileSink, TargetOptions};
 use cdi_datapath::source::{FileSource, Source};
-use cdi_datapath::{Error, ImportReport, ImportSpec, Progress, import};
+use cdi_datapath::{ImportReport, ImportSpec, Progress, import};
 use cdi_formats::Format;
-use cdi_testdata::qemu::{allocated_bytes, convert_to_raw_from, raw_to};
+use cdi_testdata::qemu::{allocated_bytes, compress_file, convert_to_raw_from, raw_to};
 use cdi_testdata::raw::sparse_disk;
+use support::Download;
 
 /// Not a whole number of any block size, so every format's last block is partial.
 const DISK: usize = (6 << 20) + (20 << 10);
@@ -43,26 +45,6 @@ impl Work {
     }
 }
 
-/// A source with the length known up front and no random access, as a download is.
-struct Download(Bytes);
-
-impl Source for Download {
-    fn describe(&self) -> String {
-        "download".into()
-    }
-    fn total_len(&self) -> Option<u64> {
-        Some(self.0.len() as u64)
-    }
-    fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        if self.0.is_empty() {
-            return Ok(None);
-        }
-        // Uneven pieces, as a network delivers them.
-        let n = self.0.len().min(300_001);
-        Ok(Some(self.0.split_to(n)))
-    }
-}
-
 fn import_to(source: Box<dyn Source>, dest: &Path, cache: CacheMode) -> ImportReport {
     let options = TargetOptions {
         cache,
@@ -75,17 +57,6 @@ fn import_to(source: Box<dyn Source>, dest: &Path, cache: CacheMode) -> ImportRe
     };
     import(source, Box::new(sink), &spec, &Progress::new())
         .unwrap_or_else(|f| panic!("importing into {}: {}", dest.display(), f.error))
-}
-
-fn compress(tool: &str, src: &Path, dest: &Path) {
-    let out = Command::new(tool)
-        .arg("-c")
-        .args(if tool == "xz" { vec!["-T2"] } else { vec![] })
-        .arg(src)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e}"));
-    assert!(out.status.success(), "{tool} failed");
-    std::fs::write(dest, out.stdout).expect("write wrapped");
 }
 
 /// Imports `image` (of qemu format `qemu_format`, possibly wrapped as `wrapped`) four ways and
@@ -104,7 +75,7 @@ fn conforms(w: &Work, image: &Path, qemu_format: &str, want: Format) {
     let mut inputs: Vec<(String, PathBuf)> = vec![("bare".into(), image.to_path_buf())];
     for (tool, ext) in [("gzip", "gz"), ("xz", "xz"), ("zstd", "zst")] {
         let wrapped = w.path(&format!("{name}.{ext}"));
-        compress(tool, image, &wrapped);
+        compress_file(tool, image, &wrapped);
         inputs.push((ext.into(), wrapped));
     }
     for (how, input) in inputs {
@@ -131,7 +102,7 @@ fn conforms(w: &Work, image: &Path, qemu_format: &str, want: Format) {
     // A download: the length is known, random access is not.
     let out = w.path(&format!("{name}.download.ours"));
     let bytes = Bytes::from(std::fs::read(image).expect("read image"));
-    let report = import_to(Box::new(Download(bytes)), &out, CacheMode::Auto);
+    let report = import_to(Box::new(Download::new(bytes)), &out, CacheMode::Auto);
     check(&out, &expected, qemu_alloc, &format!("{name} download"));
     assert!(!report.decode.used_random_access);
     std::fs::remove_file(&out).expect("remove output");

@@ -170,16 +170,10 @@ fn http_raw_gz_with_a_valid_checksum_imports() {
 /// `qemu-img convert -O format args` of a sparse raw disk: the image, and what `qemu-img
 /// convert -O raw` makes of it.
 fn qemu_image(format: &str, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let raw = dir.path().join("disk.raw");
-    std::fs::write(&raw, cdi_testdata::raw::sparse_disk(8, 8 << 20, 65536)).expect("raw");
-    let img = dir.path().join("disk.img");
-    cdi_testdata::qemu::raw_to(format, &raw, &img, args);
-    let back = dir.path().join("back.raw");
-    cdi_testdata::qemu::convert_to_raw_from(format, &img, &back);
-    (
-        std::fs::read(&img).expect("image"),
-        std::fs::read(&back).expect("raw"),
+    cdi_testdata::qemu::image_of(
+        format,
+        args,
+        &cdi_testdata::raw::sparse_disk(8, 8 << 20, 65536),
     )
 }
 

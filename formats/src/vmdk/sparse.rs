@@ -6,7 +6,6 @@ use bytes::Bytes;
 
 use super::header::{SECTOR, SparseHeader};
 use super::tables::{GrainTables, VmdkRouter};
-use crate::decoder::router::Router;
 use crate::decoder::{DecodeError, Decoder, DecoderStats, OpenContext, Output};
 
 #[derive(Debug)]
@@ -22,17 +21,8 @@ impl SparseDecoder {
         ctx: OpenContext,
         out: &mut dyn Output,
     ) -> Result<Self, DecodeError> {
-        let mut router = Router::new("vmdk", ctx.image_len, ctx.stash, ctx.budget);
-        router.claim(0, SECTOR, "header")?;
-        if h.descriptor_sectors > 0 {
-            router.claim(
-                h.descriptor_offset * SECTOR,
-                h.descriptor_sectors * SECTOR,
-                "descriptor",
-            )?;
-        }
-        let mut tables = GrainTables::new(h.clone(), None);
-        tables.start(&mut router, out)?;
+        let image_len = ctx.image_len;
+        let (router, tables) = GrainTables::open(h.clone(), image_len, None, ctx, out)?;
         Ok(SparseDecoder { h, router, tables })
     }
 }

@@ -17,7 +17,6 @@ use super::error::VmdkError;
 use super::header::{GD_AT_END, SECTOR, SparseHeader};
 use super::tables::{GrainTables, VmdkRouter};
 use crate::decoder::limits::MAX_COMPRESSED_BLOCK;
-use crate::decoder::router::Router;
 use crate::decoder::{
     Codec, CompressedBlock, DecodeError, Decoder, DecoderStats, LayoutError, OpenContext, Output,
 };
@@ -92,18 +91,13 @@ impl StreamDecoder {
             None
         } else {
             let image_len = ctx.image_len.map(|l| l.min(meta_end)).or(Some(meta_end));
-            let mut router = Router::new("vmdk", image_len, ctx.stash, ctx.budget);
-            router.claim(0, SECTOR, "header")?;
-            if h.descriptor_sectors > 0 {
-                router.claim(
-                    h.descriptor_offset * SECTOR,
-                    h.descriptor_sectors * SECTOR,
-                    "descriptor",
-                )?;
-            }
-            let mut tables = GrainTables::new(h.clone(), Some(meta_end));
-            tables.start(&mut router, out)?;
-            Some((router, tables))
+            Some(GrainTables::open(
+                h.clone(),
+                image_len,
+                Some(meta_end),
+                ctx,
+                out,
+            )?)
         };
         Ok(StreamDecoder {
             meta_end,

@@ -5,7 +5,7 @@
 use super::error::VmdkError;
 use super::header::{SECTOR, SparseHeader};
 use crate::decoder::router::{Kind, MetaPiece, Router};
-use crate::decoder::{DecodeError, Output, Stash};
+use crate::decoder::{DecodeError, OpenContext, Output, Stash};
 use crate::fields::le_u32;
 
 const TAG_GD: u64 = 1 << 60;
@@ -31,13 +31,36 @@ pub(crate) struct GrainTables {
 }
 
 impl GrainTables {
-    pub fn new(h: SparseHeader, limit: Option<u64>) -> Self {
+    fn new(h: SparseHeader, limit: Option<u64>) -> Self {
         GrainTables {
             h,
             limit,
             gd_done: false,
             gts_pending: 0,
         }
+    }
+
+    /// A router over the image with the header and the embedded descriptor claimed, and the
+    /// tables registered from the grain directory on.
+    pub fn open(
+        h: SparseHeader,
+        image_len: Option<u64>,
+        limit: Option<u64>,
+        ctx: OpenContext,
+        out: &mut dyn Output,
+    ) -> Result<(VmdkRouter, Self), DecodeError> {
+        let mut router = Router::new("vmdk", image_len, ctx.stash, ctx.budget);
+        router.claim(0, SECTOR, "header")?;
+        if h.descriptor_sectors > 0 {
+            router.claim(
+                h.descriptor_offset * SECTOR,
+                h.descriptor_sectors * SECTOR,
+                "descriptor",
+            )?;
+        }
+        let mut tables = GrainTables::new(h, limit);
+        tables.start(&mut router, out)?;
+        Ok((router, tables))
     }
 
     fn check_limit(&self, what: &'static str, offset: u64, len: u64) -> Result<(), VmdkError> {
