@@ -28,8 +28,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import an image (raw, qcow2; gz/xz/zst/bz2-compressed) from a file, stdin, an http(s)
-    /// URL, S3 (s3://), GCS (gs://) or a registry (docker://) into a raw file or block device.
+    /// Import an image (raw, ISO, qcow2, vmdk, vhd, vhdx, vdi or OVA; gz/xz/zst/bz2-compressed)
+    /// from a file, stdin, an http(s) URL, S3 (s3://), GCS (gs://) or a registry (docker://)
+    /// into a raw file or block device.
     Import(ImportArgs),
     /// Upload an image file through CDI's upload proxy, resumably (tus): a broken connection
     /// costs one chunk, and an interrupted run is continued by the next one.
@@ -238,7 +239,8 @@ pub struct TransferArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UploadArgs {
-    /// The image file: raw, qcow2, or gz/xz/zst-compressed; the server converts it.
+    /// The image file: raw, qcow2, vmdk, vhd, vhdx, vdi or OVA, or gz/xz/zst-compressed; the
+    /// server converts it.
     pub file: PathBuf,
     /// The upload proxy's base URL (`https://` is added if there is no scheme).
     #[arg(long)]

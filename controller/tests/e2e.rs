@@ -361,6 +361,16 @@ fn qcow2_image() -> (Vec<u8>, Vec<u8>) {
     (builder.build(), builder.expected_raw())
 }
 
+/// `qemu-img convert -O format args` of a small sparse disk: the image and its raw content as
+/// `qemu-img convert -O raw` reads it.
+fn qemu_image(format: &str, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    cdi_testdata::qemu::image_of(
+        format,
+        args,
+        &cdi_testdata::raw::sparse_disk(12, 6 << 20, 65536),
+    )
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -403,6 +413,10 @@ async fn datavolumes_import_upload_and_fail_on_a_real_apiserver() {
     let qcow2_server = serve(qcow2.clone());
     let raw = cdi_testdata::raw::sparse_disk(7, 4 << 20, 4096);
     let gz_server = serve(gzip(&raw));
+    let (vmdk, vmdk_raw) = qemu_image("vmdk", &["-o", "subformat=streamOptimized"]);
+    let vmdk_server = serve(vmdk);
+    let (vhdx, vhdx_raw) = qemu_image("vhdx", &[]);
+    let vhdx_server = serve(vhdx);
     let missing = TestServer::start(Behaviour {
         statuses: std::iter::repeat_n(404, 50).collect(),
         ..Default::default()
@@ -427,6 +441,14 @@ async fn datavolumes_import_upload_and_fail_on_a_real_apiserver() {
         data_volume(
             "dv-gz",
             json!({ "source": http(gz_server.url("/file")), "storage": storage_1gi() }),
+        ),
+        data_volume(
+            "dv-vmdk",
+            json!({ "source": http(vmdk_server.url("/file")), "storage": storage_1gi() }),
+        ),
+        data_volume(
+            "dv-vhdx",
+            json!({ "source": http(vhdx_server.url("/file")), "storage": storage_1gi() }),
         ),
         data_volume(
             "dv-bad-sum",
@@ -536,6 +558,11 @@ async fn datavolumes_import_upload_and_fail_on_a_real_apiserver() {
     // raw.gz, the pvc API (size used as written), blank.
     wait_phase(&dvs, "dv-gz", DataVolumePhase::Succeeded).await;
     assert_image(&env, &ns, "dv-gz", &raw, GIB).await;
+    // vmdk (streamOptimized) and vhdx, converted as they stream in.
+    wait_phase(&dvs, "dv-vmdk", DataVolumePhase::Succeeded).await;
+    assert_image(&env, &ns, "dv-vmdk", &vmdk_raw, GIB).await;
+    wait_phase(&dvs, "dv-vhdx", DataVolumePhase::Succeeded).await;
+    assert_image(&env, &ns, "dv-vhdx", &vhdx_raw, GIB).await;
     wait_phase(&dvs, "dv-pvc", DataVolumePhase::Succeeded).await;
     let pvc_claim = claims.get("dv-pvc").await.expect("claim");
     assert_eq!(

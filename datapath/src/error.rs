@@ -2,6 +2,7 @@
 
 use std::io;
 
+use cdi_formats::decoder::{DecodeError, DecodeErrorKind};
 use cdi_formats::qcow2::Qcow2Error;
 
 /// What class of failure an import hit. Drives exit codes, retries and (later) DataVolume
@@ -34,8 +35,16 @@ pub enum ErrorKind {
 pub enum Error {
     #[error("invalid qcow2 image: {0}")]
     Qcow2(#[from] Qcow2Error),
-    #[error("{format} images are not supported yet; convert it to qcow2 or raw first")]
-    UnsupportedFormat { format: &'static str },
+    /// An image format we recognise and refuse; `message` says what to do instead.
+    #[error("{message}")]
+    UnsupportedFormat {
+        format: &'static str,
+        message: &'static str,
+    },
+    /// A vmdk, vhd, vhdx, vdi or OVA image refused by its decoder (the message names the
+    /// format).
+    #[error("{0}")]
+    Image(#[source] DecodeError),
     #[error("the {layer} stream is corrupt: {source}")]
     Decompress {
         layer: &'static str,
@@ -112,6 +121,19 @@ pub enum Error {
     Cancelled,
 }
 
+impl From<DecodeError> for Error {
+    /// qcow2's errors keep their own variant; a closed output means the writer stopped, whose
+    /// own error explains why; a stash failure is an I/O error.
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Qcow2(e) => Error::Qcow2(e),
+            DecodeError::Stash(io) => Error::Source(io),
+            DecodeError::Closed => Error::Cancelled,
+            e => Error::Image(e),
+        }
+    }
+}
+
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -126,6 +148,12 @@ impl Error {
                 _ => ErrorKind::InvalidImage,
             },
             Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,
+            Error::Image(e) => match e.kind() {
+                DecodeErrorKind::InvalidImage => ErrorKind::InvalidImage,
+                DecodeErrorKind::Unsupported => ErrorKind::Unsupported,
+                DecodeErrorKind::Budget => ErrorKind::Config,
+                DecodeErrorKind::Io | DecodeErrorKind::Closed => ErrorKind::Io,
+            },
             Error::Decompress { .. } | Error::TooManyLayers(_) | Error::FormatMismatch { .. } => {
                 ErrorKind::InvalidImage
             }

@@ -393,13 +393,31 @@ fn plain_raw_larger_than_the_target_is_refused_before_a_byte_is_written() {
 
 #[test]
 fn recognised_but_unsupported_formats_are_refused_not_copied() {
-    let mut vdi = vec![0u8; 4096];
-    vdi[0x40..0x44].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
-    let cases: [(&str, Vec<u8>); 4] = [
-        ("vmdk", [b"KDMV".to_vec(), vec![0; 4092]].concat()),
-        ("vdi", vdi),
-        ("vhd", [b"conectix".to_vec(), vec![0; 4088]].concat()),
-        ("vhdx", [b"vhdxfile".to_vec(), vec![0; 4088]].concat()),
+    let mut dmg = vec![0u8; 8192];
+    dmg[8192 - 512..8192 - 508].copy_from_slice(b"koly");
+    let cases: [(&str, Vec<u8>); 6] = [
+        (
+            "qcow version 1",
+            [b"QFI\xfb\0\0\0\x01".to_vec(), vec![0; 4088]].concat(),
+        ),
+        ("qed", [b"QED\0".to_vec(), vec![0; 4092]].concat()),
+        (
+            "cloop",
+            [
+                b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0\n".to_vec(),
+                vec![0; 4000],
+            ]
+            .concat(),
+        ),
+        ("Apple dmg", dmg),
+        (
+            "Parallels",
+            [b"WithoutFreeSpace".to_vec(), vec![0; 4080]].concat(),
+        ),
+        (
+            "Bochs",
+            [b"Bochs Virtual HD Image".to_vec(), vec![0; 4074]].concat(),
+        ),
     ];
     for (format, bytes) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -412,9 +430,77 @@ fn recognised_but_unsupported_formats_are_refused_not_copied() {
             TargetOptions::default(),
         )
         .expect_err(format);
-        assert_eq!(
-            failure.error.to_string(),
-            format!("{format} images are not supported yet; convert it to qcow2 or raw first")
+        let message = failure.error.to_string();
+        assert!(
+            message.starts_with(&format!("{format} ")) && message.contains("qemu-img convert"),
+            "{format}: {message}"
+        );
+        assert_eq!(failure.error.kind(), ErrorKind::Unsupported, "{format}");
+        only(dir.path(), &["img"]);
+    }
+}
+
+#[test]
+fn a_dmg_over_a_stream_is_refused_at_its_trailer_and_leaves_nothing() {
+    let mut dmg = sparse_disk(3, 1 << 20, 4096);
+    let n = dmg.len();
+    dmg[n - 512..n - 508].copy_from_slice(b"koly");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.dmg.gz");
+    std::fs::write(&src, compress("gzip", &dmg)).expect("write");
+    let failure = run(
+        &src,
+        &dir.path().join("disk.img"),
+        &ImportSpec::default(),
+        TargetOptions::default(),
+    )
+    .expect_err("dmg");
+    assert_eq!(failure.error.kind(), ErrorKind::Unsupported);
+    assert!(
+        failure.error.to_string().starts_with("Apple dmg"),
+        "{}",
+        failure.error
+    );
+    only(dir.path(), &["img.dmg.gz"]);
+}
+
+#[test]
+fn headers_of_the_new_formats_that_are_all_zero_are_refused_specifically() {
+    let mut vdi = vec![0u8; 4096];
+    vdi[0x40..0x44].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "vmdk",
+            [b"KDMV".to_vec(), vec![0; 4092]].concat(),
+            "vmdk sparse extent version 0 is not supported",
+        ),
+        ("vdi", vdi, "vdi version 0x00000000 is not supported"),
+        (
+            "vhd",
+            [b"conectix".to_vec(), vec![0; 4088]].concat(),
+            "vhd footer checksum",
+        ),
+        (
+            "vhdx",
+            [b"vhdxfile".to_vec(), vec![0; 4088]].concat(),
+            "vhdx header section is truncated",
+        ),
+    ];
+    for (format, bytes, want) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("img");
+        std::fs::write(&src, &bytes).expect("write");
+        let failure = run(
+            &src,
+            &dir.path().join("disk.img"),
+            &ImportSpec::default(),
+            TargetOptions::default(),
+        )
+        .expect_err(format);
+        assert!(
+            failure.error.to_string().starts_with(want),
+            "{format}: {}",
+            failure.error
         );
         only(dir.path(), &["img"]);
     }

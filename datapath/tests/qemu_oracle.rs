@@ -9,7 +9,7 @@ use std::process::Command;
 use cdi_datapath::sink::{CacheMode, FileSink, TargetOptions};
 use cdi_datapath::source::FileSource;
 use cdi_datapath::{ImportReport, ImportSpec, Progress, import};
-use cdi_testdata::qemu::{allocated_bytes, convert_to_raw, qemu_img, raw_to_qcow2};
+use cdi_testdata::qemu::{allocated_bytes, compress_file, convert_to_raw, qemu_img, raw_to_qcow2};
 use cdi_testdata::raw::sparse_disk;
 
 const DISK: usize = 6 << 20;
@@ -56,17 +56,6 @@ fn ours(src: &Path, dest: &Path, cache: CacheMode) -> ImportReport {
     };
     import(Box::new(source), Box::new(sink), &spec, &Progress::new())
         .unwrap_or_else(|f| panic!("importing {}: {}", src.display(), f.error))
-}
-
-fn wrap(tool: &str, src: &Path, dest: &Path) {
-    let out = Command::new(tool)
-        .arg("-c")
-        .args(if tool == "xz" { vec!["-T2"] } else { vec![] })
-        .arg(src)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e}"));
-    assert!(out.status.success(), "{tool} failed");
-    std::fs::write(dest, out.stdout).expect("write wrapped");
 }
 
 /// Imports `image` with us and with qemu-img; asserts identical bytes and sparseness.
@@ -255,7 +244,7 @@ fn every_compression_wrapper_around_raw_and_qcow2_converts() {
                 .to_string_lossy()
                 .into_owned();
             let wrapped = w.path(&format!("{stem}.{ext}"));
-            wrap(tool, src, &wrapped);
+            compress_file(tool, src, &wrapped);
             conforms(&w, &wrapped, true);
         }
     }

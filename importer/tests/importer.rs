@@ -167,6 +167,77 @@ fn http_raw_gz_with_a_valid_checksum_imports() {
     assert!(disk[..raw.len()] == raw[..]);
 }
 
+/// `qemu-img convert -O format args` of a sparse raw disk: the image, and what `qemu-img
+/// convert -O raw` makes of it.
+fn qemu_image(format: &str, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    cdi_testdata::qemu::image_of(
+        format,
+        args,
+        &cdi_testdata::raw::sparse_disk(8, 8 << 20, 65536),
+    )
+}
+
+#[test]
+fn http_vmdk_and_vhdx_with_checksums_import() {
+    for (format, args) in [
+        ("vmdk", &["-o", "subformat=streamOptimized"][..]),
+        ("vhdx", &[][..]),
+    ] {
+        let (image, raw) = qemu_image(format, args);
+        let checksum = format!("sha256:{}", sha256(&image));
+        let srv = serve(image);
+        let pod = Pod::filesystem();
+        let (code, msg) = pod.run(&[
+            ("IMPORTER_SOURCE", "http"),
+            ("IMPORTER_ENDPOINT", &srv.url("/file")),
+            ("IMPORTER_CONTENTTYPE", "kubevirt"),
+            ("IMPORTER_IMAGE_SIZE", SIZE_1GI_INFLATED),
+            ("FILESYSTEM_OVERHEAD", "0.06"),
+            ("IMPORTER_CHECKSUM", &checksum),
+            ("PREALLOCATION", "false"),
+        ]);
+        assert_eq!(
+            (code, msg.as_str()),
+            (
+                0,
+                r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+            ),
+            "{format}"
+        );
+        let disk = std::fs::read(pod.path("data/disk.img")).expect("disk.img");
+        assert_eq!(disk.len(), 1 << 30, "{format}: grown to the usable size");
+        assert!(disk[..raw.len()] == raw[..], "{format}: content");
+        assert!(disk[raw.len()..].iter().all(|&x| x == 0), "{format}: tail");
+    }
+}
+
+#[test]
+fn http_vmdk_with_a_parent_is_a_terminal_unsupported_image() {
+    let (mut image, _) = qemu_image("vmdk", &["-o", "subformat=monolithicSparse"]);
+    let at = image
+        .windows(18)
+        .position(|w| w == b"parentCID=ffffffff")
+        .expect("descriptor");
+    image[at + 10..at + 18].copy_from_slice(b"0badc0de");
+    let srv = serve(image);
+    let pod = Pod::filesystem();
+    let (code, msg) = pod.run(&[
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file")),
+        ("PREALLOCATION", "false"),
+    ]);
+    assert_eq!(code, 1, "{msg}");
+    assert!(
+        msg.contains("the vmdk depends on a parent image (parentCID=0badc0de)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(r#""reason":"UnsupportedImage","terminal":true"#),
+        "{msg}"
+    );
+    assert!(!pod.path("data/disk.img").exists());
+}
+
 #[test]
 fn checksum_mismatch_exits_zero_with_a_terminal_reason_and_no_disk() {
     let srv = serve(qcow2_image().build());

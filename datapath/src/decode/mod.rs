@@ -1,16 +1,22 @@
 //! From the transferred bytes to raw image writes: peel compression layers (found by magic,
-//! repeatedly), then stream raw data through or convert qcow2 on the fly.
+//! repeatedly), then route the image by its format ([`table`]): raw bytes pass straight through,
+//! every other format goes through its decoder ([`driver`]), an OVA's one disk is found and
+//! routed again ([`ova`]).
 
 mod channel_reader;
+mod driver;
+mod input;
 mod layers;
-mod qcow2;
+mod ova;
 mod raw;
 mod stash;
+mod table;
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cdi_formats::decoder::DecoderStats;
 use cdi_formats::qcow2::ConverterStats;
 use cdi_formats::{DETECT_LEN, Format, detect};
 use crossbeam_channel::Sender;
@@ -20,8 +26,10 @@ use crate::sink::writer::WriteOp;
 use crate::source::ReadAt;
 
 pub(crate) use channel_reader::{ChannelReader, Chunk};
+use input::Input;
 pub use layers::MAX_LAYERS;
 pub(crate) use layers::peel;
+use table::Route;
 
 /// What the image format is, when the caller knows better than the magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,18 +55,33 @@ pub(crate) struct DecodeConfig {
     pub threads: usize,
 }
 
+/// An image read straight from the source (no compression around it): its length and random
+/// access, when the source has them, and where it starts in the source.
+#[derive(Clone)]
+pub(crate) struct Direct {
+    pub len: Option<u64>,
+    pub random_access: Option<Arc<dyn ReadAt>>,
+    pub base: u64,
+}
+
 /// What the decoder found and produced.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeReport {
     /// Compression layers, outermost first.
     pub layers: Vec<Format>,
+    /// The image format (for an OVA, the format of the disk inside; `archive` says so).
     pub image_format: Option<Format>,
-    /// Size of the raw image (qcow2 virtual size, or the raw stream's length).
+    /// The archive the image came out of (an OVA), if any.
+    pub archive: Option<Format>,
+    /// Size of the raw image (the disk's virtual size, or the raw stream's length).
     pub image_size: u64,
+    /// What the format's decoder saw (not for raw images).
+    pub decoder: Option<DecoderStats>,
     pub qcow2: Option<ConverterStats>,
-    /// Bytes of not-yet-mapped qcow2 clusters written to the spill file.
+    /// Bytes of not-yet-mapped image data written to the spill file.
     pub spilled_bytes: u64,
-    /// Whether early qcow2 clusters were re-read from the source instead of kept.
+    /// Whether bytes that arrived before their tables were re-read from the source instead of
+    /// kept.
     pub used_random_access: bool,
 }
 
@@ -76,46 +99,61 @@ pub(crate) fn decode(
         detect(head)
     };
     if !first.is_compression() {
-        // The stream is the image itself: raw chunks pass through without a copy.
-        report.image_format = Some(first);
-        check_choice(cfg, first)?;
-        match first {
-            Format::Raw => {
-                // A raw stream of announced length is the image itself: refuse it before any
-                // byte is written when it cannot fit.
-                if let (Some(len), Some(capacity)) = (cfg.source_len, cfg.capacity)
-                    && len > capacity
-                {
-                    return Err(Error::TooLarge {
-                        needed: len,
-                        capacity,
-                    });
-                }
-                report.image_size = raw::stream_chunks(input, cfg, out)?
-            }
-            Format::Qcow2 => qcow2::convert(qcow2::Input::Chunks(input), cfg, out, &mut report)?,
-            other => {
-                return Err(Error::UnsupportedFormat {
-                    format: other.name(),
-                });
-            }
-        }
+        // The stream is the image itself: chunks pass through without a copy.
+        let direct = Direct {
+            len: cfg.source_len,
+            random_access: cfg.random_access.clone(),
+            base: 0,
+        };
+        route(
+            first,
+            Input::Chunks(input),
+            Some(&direct),
+            cfg,
+            out,
+            &mut report,
+        )?;
         return Ok(report);
     }
     let (format, reader, layers) = layers::peel(Box::new(input), cfg)?;
     report.layers = layers;
+    route(format, Input::stream(reader), None, cfg, out, &mut report)?;
+    Ok(report)
+}
+
+/// Decodes an image of `format` from `input`, by the format table.
+fn route(
+    format: Format,
+    input: Input,
+    direct: Option<&Direct>,
+    cfg: &DecodeConfig,
+    out: &Sender<WriteOp>,
+    report: &mut DecodeReport,
+) -> Result<(), Error> {
     report.image_format = Some(format);
     check_choice(cfg, format)?;
-    match format {
-        Format::Qcow2 => qcow2::convert(qcow2::Input::stream(reader), cfg, out, &mut report)?,
-        Format::Raw => report.image_size = raw::stream(reader, cfg, out, &report.layers)?,
-        other => {
-            return Err(Error::UnsupportedFormat {
-                format: other.name(),
-            });
+    match table::route(format) {
+        Route::Raw => raw::run(input, direct, cfg, out, report),
+        Route::Decoder(spec) => {
+            let opener = driver::Opener {
+                head_len: &spec.head_len,
+                open: &spec.open,
+            };
+            driver::run(&opener, input, direct, cfg, out, report)
         }
+        Route::Ova if report.archive.is_none() => {
+            report.archive = Some(format);
+            ova::run(input, direct, cfg, out, report)
+        }
+        Route::Ova => Err(Error::UnsupportedFormat {
+            format: format.name(),
+            message: "an OVA inside an OVA is not supported",
+        }),
+        Route::Refused(message) => Err(Error::UnsupportedFormat {
+            format: format.name(),
+            message,
+        }),
     }
-    Ok(report)
 }
 
 fn check_choice(cfg: &DecodeConfig, format: Format) -> Result<(), Error> {

@@ -1,9 +1,10 @@
-//! Stashes for qcow2 clusters that arrive before the L2 table that maps them.
+//! Stashes for image bytes that arrive before the table that maps them (any format's decoder
+//! asks for one; keys are host byte offsets).
 //!
-//! - [`SourceStash`]: the source is a local file, so nothing is kept; a cluster is read again
-//!   with `pread` when it is needed. Memory cost: none.
-//! - [`SpillStash`]: clusters are kept in memory up to a budget, then appended to an unlinked
-//!   temporary file in the target's directory (or a scratch directory); released clusters are
+//! - [`SourceStash`]: the source is a local file, so nothing is kept; the bytes are read again
+//!   with `pread` when they are needed. Memory cost: none.
+//! - [`SpillStash`]: pieces are kept in memory up to a budget, then appended to an unlinked
+//!   temporary file in the target's directory (or a scratch directory); released pieces are
 //!   punched out of it so it does not grow without bound.
 
 use std::collections::HashMap;
@@ -14,35 +15,41 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cdi_formats::qcow2::{ClusterStash, Stashed};
+use cdi_formats::decoder::{Stash, Stashed};
 use cdi_formats::zero::is_zero;
 
 use crate::source::ReadAt;
 
-/// Re-reads clusters from a random-access source.
+/// Re-reads bytes from a random-access source; `base` is where the decoded stream starts in it
+/// (an OVA's disk entry starts after the entries before it).
 pub(crate) struct SourceStash {
     source: Arc<dyn ReadAt>,
-    cluster_size: usize,
+    base: u64,
+}
+
+impl std::fmt::Debug for SourceStash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceStash")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SourceStash {
-    pub fn new(source: Arc<dyn ReadAt>, cluster_size: u64) -> Self {
-        SourceStash {
-            source,
-            cluster_size: cluster_size as usize,
-        }
+    pub fn new(source: Arc<dyn ReadAt>, base: u64) -> Self {
+        SourceStash { source, base }
     }
 }
 
-impl ClusterStash for SourceStash {
-    fn put(&mut self, _index: u64, _bytes: &Bytes) -> io::Result<()> {
+impl Stash for SourceStash {
+    fn put(&mut self, _offset: u64, _bytes: &Bytes) -> io::Result<()> {
         Ok(())
     }
 
-    fn get(&mut self, index: u64) -> io::Result<Option<Stashed>> {
-        let mut buf = vec![0u8; self.cluster_size];
+    fn get(&mut self, offset: u64, len: usize) -> io::Result<Option<Stashed>> {
+        let mut buf = vec![0u8; len];
         let mut filled = 0;
-        let at = index * self.cluster_size as u64;
+        let at = self.base + offset;
         while filled < buf.len() {
             match self
                 .source
@@ -56,19 +63,21 @@ impl ClusterStash for SourceStash {
         Ok(Some(Stashed::Bytes(Bytes::from(buf))))
     }
 
-    fn release(&mut self, _index: u64) {}
+    fn release(&mut self, _offset: u64) {}
 
     fn memory_bytes(&self) -> usize {
         0
     }
 }
 
+#[derive(Debug)]
 enum Slot {
     Memory(Stashed),
     Spilled { at: u64, len: usize },
 }
 
 /// Memory up to a budget, then an unlinked spill file.
+#[derive(Debug)]
 pub(crate) struct SpillStash {
     slots: HashMap<u64, Slot>,
     memory: usize,
@@ -100,16 +109,16 @@ impl SpillStash {
                     format!("creating a spill file in {}: {e}", self.dir.display()),
                 )
             })?;
-            tracing::info!(dir = %self.dir.display(), "qcow2 clusters arrive before their L2 tables beyond the memory budget; spilling to a temporary file.");
+            tracing::info!(dir = %self.dir.display(), "Image bytes arrive before the tables that map them, beyond the memory budget; spilling to a temporary file.");
             self.file = Some(f);
         }
         Ok(self.file.as_ref().expect("just created"))
     }
 }
 
-impl ClusterStash for SpillStash {
-    fn put(&mut self, index: u64, bytes: &Bytes) -> io::Result<()> {
-        self.release(index);
+impl Stash for SpillStash {
+    fn put(&mut self, offset: u64, bytes: &Bytes) -> io::Result<()> {
+        self.release(offset);
         let slot = if is_zero(bytes) {
             Slot::Memory(Stashed::Zero)
         } else if self.memory + bytes.len() <= self.budget {
@@ -125,24 +134,27 @@ impl ClusterStash for SpillStash {
                 len: bytes.len(),
             }
         };
-        self.slots.insert(index, slot);
+        self.slots.insert(offset, slot);
         Ok(())
     }
 
-    fn get(&mut self, index: u64) -> io::Result<Option<Stashed>> {
-        match self.slots.get(&index) {
+    fn get(&mut self, offset: u64, want: usize) -> io::Result<Option<Stashed>> {
+        match self.slots.get(&offset) {
             None => Ok(None),
-            Some(Slot::Memory(s)) => Ok(Some(s.clone())),
+            Some(Slot::Memory(Stashed::Bytes(b))) => {
+                Ok(Some(Stashed::Bytes(b.slice(..want.min(b.len())))))
+            }
+            Some(Slot::Memory(Stashed::Zero)) => Ok(Some(Stashed::Zero)),
             Some(&Slot::Spilled { at, len }) => {
-                let mut buf = vec![0u8; len];
+                let mut buf = vec![0u8; len.min(want)];
                 self.spill_file()?.read_exact_at(&mut buf, at)?;
                 Ok(Some(Stashed::Bytes(Bytes::from(buf))))
             }
         }
     }
 
-    fn release(&mut self, index: u64) {
-        match self.slots.remove(&index) {
+    fn release(&mut self, offset: u64) {
+        match self.slots.remove(&offset) {
             Some(Slot::Memory(Stashed::Bytes(b))) => self.memory -= b.len(),
             Some(Slot::Spilled { at, len }) => {
                 if let Some(f) = &self.file {

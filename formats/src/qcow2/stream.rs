@@ -2,9 +2,10 @@
 //!
 //! The caller feeds the image cluster by cluster, in file order. Each cluster is either known
 //! (header, L1, L2, refcount metadata, a data cluster or compressed bytes that a parsed L2 table
-//! names) and handled at once, or unknown, and then kept in a [`ClusterStash`] until an L2 table
-//! read later names it. Data goes out through [`ConvertSink`] tagged with its guest offset, in
-//! whatever order the file holds it; everything never written reads as zeros.
+//! names) and handled at once, or unknown, and then kept in a [`Stash`](crate::decoder::Stash)
+//! (keyed by the cluster's host offset) until an L2 table read later names it. Data goes out
+//! through [`ConvertSink`] tagged with its guest offset, in whatever order the file holds it;
+//! everything never written reads as zeros.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -16,7 +17,7 @@ use super::entries::{L1Entry, L2Entry, SUBCLUSTERS};
 use super::error::Qcow2Error;
 use super::header::Header;
 use super::limits::MAX_HOST_OFFSET;
-use super::stash::{ClusterStash, Stashed};
+use crate::decoder::{Stash, Stashed};
 
 /// Receives the converted image.
 pub trait ConvertSink {
@@ -110,7 +111,7 @@ pub struct StreamConverter<S> {
     stats: ConverterStats,
 }
 
-impl<S: ClusterStash> StreamConverter<S> {
+impl<S: Stash> StreamConverter<S> {
     /// `budget` bounds the memory held for mappings and partly assembled compressed clusters
     /// (the stash accounts for its own). `image_len` is the stream length, when known.
     pub fn new(header: Header, image_len: Option<u64>, stash: S, budget: usize) -> Self {
@@ -189,7 +190,9 @@ impl<S: ClusterStash> StreamConverter<S> {
             match self.refcount(h) {
                 Some(refs) if refs <= known => {}
                 refs => {
-                    self.stash.put(h, &bytes).map_err(StreamError::Stash)?;
+                    self.stash
+                        .put(h * self.cs, &bytes)
+                        .map_err(StreamError::Stash)?;
                     self.stats.stashed_clusters += 1;
                     if let Some(refs) = refs {
                         self.remaining.insert(h, refs - known);
@@ -397,12 +400,16 @@ impl<S: ClusterStash> StreamConverter<S> {
             self.claim(c, "refcount block")?;
             if c < self.next_cluster {
                 // Seen already and stashed as unknown: keep its counts, drop its bytes.
-                if let Some(Stashed::Bytes(b)) = self.stash.get(c).map_err(StreamError::Stash)? {
+                if let Some(Stashed::Bytes(b)) = self
+                    .stash
+                    .get(c * self.cs, self.cs as usize)
+                    .map_err(StreamError::Stash)?
+                {
                     self.keep_refblock(block, &b);
                 } else {
                     self.keep_refblock(block, &vec![0u8; self.cs as usize]);
                 }
-                self.stash.release(c);
+                self.stash.release(c * self.cs);
                 self.remaining.remove(&c);
             } else {
                 self.meta.insert(c, Meta::RefcountBlock(block));
@@ -564,7 +571,11 @@ impl<S: ClusterStash> StreamConverter<S> {
         while at < seen_end {
             let c = at / self.cs;
             let c_end = ((c + 1) * self.cs).min(seen_end);
-            let Some(cluster) = self.stash.get(c).map_err(StreamError::Stash)? else {
+            let Some(cluster) = self
+                .stash
+                .get(c * self.cs, self.cs as usize)
+                .map_err(StreamError::Stash)?
+            else {
                 return Err(Qcow2Error::ClusterReleased {
                     offset: c * self.cs,
                 }
@@ -597,15 +608,19 @@ impl<S: ClusterStash> StreamConverter<S> {
             *left = left.saturating_sub(1);
             if *left == 0 {
                 self.remaining.remove(&c);
-                self.stash.release(c);
+                self.stash.release(c * self.cs);
             }
         }
     }
 
     fn take_stashed<E>(&mut self, c: u64, what: &'static str) -> Result<Stashed, StreamError<E>> {
-        match self.stash.get(c).map_err(StreamError::Stash)? {
+        match self
+            .stash
+            .get(c * self.cs, self.cs as usize)
+            .map_err(StreamError::Stash)?
+        {
             Some(cluster) => {
-                self.stash.release(c);
+                self.stash.release(c * self.cs);
                 self.remaining.remove(&c);
                 Ok(cluster)
             }
