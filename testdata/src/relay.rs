@@ -14,8 +14,8 @@
 //!   total sent through the relay (over every connection) reaches each offset is cut, whatever
 //!   the client's connection reuse or parallelism; for browsers and other pooled clients.
 //!
-//! Downloads are cut the same way in server→client bytes ([`Relay::cut_downloads_after`]),
-//! for clients that must resume a download.
+//! Downloads are cut the same ways in server→client bytes ([`Relay::cut_downloads_after`],
+//! [`Relay::cut_downloads_at_totals`]), for clients that must resume a download.
 //!
 //! Nothing planned (or after [`Relay::pass`]): bytes pass untouched. Independently of cuts,
 //! [`Relay::limit_rate`] slows client→server bytes down, for tests that must act while an
@@ -49,6 +49,10 @@ struct Plan {
     totals: VecDeque<u64>,
     /// Client→server bytes forwarded so far, over every connection.
     forwarded: u64,
+    /// Cumulative server→client totals (in `downloaded` terms, ascending) at which to cut.
+    download_totals: VecDeque<u64>,
+    /// Server→client bytes forwarded so far, over every connection.
+    downloaded: u64,
 }
 
 impl Plan {
@@ -67,6 +71,23 @@ impl Plan {
         }
         *left -= pass;
         self.forwarded += pass;
+        (pass, cut)
+    }
+
+    /// As [`Plan::take`], for `n` server→client bytes.
+    fn take_download(&mut self, n: u64, left: &mut u64) -> (u64, bool) {
+        let mut pass = n.min(*left);
+        let mut cut = pass == *left;
+        if let Some(&at) = self.download_totals.front() {
+            let room = at.saturating_sub(self.downloaded);
+            if room <= pass {
+                pass = room;
+                cut = true;
+                self.download_totals.pop_front();
+            }
+        }
+        *left -= pass;
+        self.downloaded += pass;
         (pass, cut)
     }
 }
@@ -159,11 +180,25 @@ impl Relay {
         plan.download_budgets = budgets.iter().copied().collect();
     }
 
+    /// Cuts whichever connection is carrying server→client bytes when the total downloaded
+    /// from now on (over every connection) reaches each of `offsets`; one cut per offset, so
+    /// the cuts fall where planned however the client pools its connections. Replaces any
+    /// earlier download plan.
+    pub fn cut_downloads_at_totals(&self, offsets: &[u64]) {
+        let mut plan = self.shared.plan.lock().expect("relay plan");
+        let base = plan.downloaded;
+        let mut totals: Vec<u64> = offsets.iter().map(|o| base + o).collect();
+        totals.sort_unstable();
+        plan.download_totals = totals.into();
+        plan.download_budgets.clear();
+    }
+
     /// Passes every connection from now on (connections already budgeted keep their budget).
     pub fn pass(&self) {
         let mut plan = self.shared.plan.lock().expect("relay plan");
         plan.budgets.clear();
         plan.download_budgets.clear();
+        plan.download_totals.clear();
         plan.refuse = false;
         plan.totals.clear();
     }
@@ -245,12 +280,15 @@ fn forward(client: TcpStream, server: TcpStream, budget: u64, download: u64, sha
                 Ok(0) | Err(_) => break,
                 Ok(n) => n as u64,
             };
-            let pass = n.min(left);
+            let (pass, cut) = downloads
+                .plan
+                .lock()
+                .expect("relay plan")
+                .take_download(n, &mut left);
             if to.write_all(&buf[..pass as usize]).is_err() {
                 break;
             }
-            left -= pass;
-            if left == 0 {
+            if cut {
                 downloads.cuts.fetch_add(1, Ordering::Relaxed);
                 break;
             }
@@ -368,5 +406,40 @@ mod tests {
         assert_eq!(received(&rx), 60_000);
         assert_eq!(relay.cuts(), 2);
         assert_eq!(relay.forwarded(), 500 + 210_000);
+    }
+
+    /// A server that sends `len` bytes on every connection, then closes it.
+    fn source(len: usize) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let _ = conn.write_all(&vec![9u8; len]);
+                });
+            }
+        });
+        port
+    }
+
+    fn download(relay: &Relay) -> usize {
+        let mut conn = TcpStream::connect(("127.0.0.1", relay.port)).expect("connect");
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut got = Vec::new();
+        let _ = conn.read_to_end(&mut got);
+        got.len()
+    }
+
+    #[test]
+    fn download_cuts_fall_on_totals_across_connections() {
+        let relay = Relay::start(source(60_000));
+        assert_eq!(download(&relay), 60_000);
+        // Counted from now on: 60,000 already came through.
+        relay.cut_downloads_at_totals(&[100_000, 70_000]);
+        assert_eq!(download(&relay), 60_000);
+        assert_eq!(download(&relay), 10_000, "cut at a total of 70,000");
+        assert_eq!(download(&relay), 30_000, "cut at a total of 100,000");
+        assert_eq!(download(&relay), 60_000);
+        assert_eq!(relay.cuts(), 2);
     }
 }
