@@ -56,40 +56,35 @@ struct Plan {
 }
 
 impl Plan {
-    /// Of `n` bytes just read on a connection with `left` of its own budget: how many to pass,
-    /// and whether to cut the connection after them.
+    /// Of `n` client→server bytes just read on a connection with `left` of its own budget: how
+    /// many to pass, and whether to cut the connection after them.
     fn take(&mut self, n: u64, left: &mut u64) -> (u64, bool) {
-        let mut pass = n.min(*left);
-        let mut cut = pass == *left;
-        if let Some(&at) = self.totals.front() {
-            let room = at.saturating_sub(self.forwarded);
-            if room <= pass {
-                pass = room;
-                cut = true;
-                self.totals.pop_front();
-            }
-        }
-        *left -= pass;
-        self.forwarded += pass;
-        (pass, cut)
+        take(n, left, &mut self.totals, &mut self.forwarded)
     }
 
     /// As [`Plan::take`], for `n` server→client bytes.
     fn take_download(&mut self, n: u64, left: &mut u64) -> (u64, bool) {
-        let mut pass = n.min(*left);
-        let mut cut = pass == *left;
-        if let Some(&at) = self.download_totals.front() {
-            let room = at.saturating_sub(self.downloaded);
-            if room <= pass {
-                pass = room;
-                cut = true;
-                self.download_totals.pop_front();
-            }
-        }
-        *left -= pass;
-        self.downloaded += pass;
-        (pass, cut)
+        take(n, left, &mut self.download_totals, &mut self.downloaded)
     }
+}
+
+/// Of `n` bytes just read on a connection with `left` of its own budget, with `totals` the
+/// cumulative cut points and `counted` the bytes passed so far in that direction: how many to
+/// pass, and whether to cut the connection after them.
+fn take(n: u64, left: &mut u64, totals: &mut VecDeque<u64>, counted: &mut u64) -> (u64, bool) {
+    let mut pass = n.min(*left);
+    let mut cut = pass == *left;
+    if let Some(&at) = totals.front() {
+        let room = at.saturating_sub(*counted);
+        if room <= pass {
+            pass = room;
+            cut = true;
+            totals.pop_front();
+        }
+    }
+    *left -= pass;
+    *counted += pass;
+    (pass, cut)
 }
 
 #[derive(Debug, Default)]
