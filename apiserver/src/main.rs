@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// Serves upload.cdi.kubevirt.io/v1beta1 UploadTokenRequests as an aggregated API server.
 #[derive(Debug, Parser)]
@@ -32,11 +31,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    cdi_logging::init("RUST_LOG", "info");
     let args = Args::parse();
     let config = cdi_apiserver::Config {
         listen: args.listen,

@@ -14,13 +14,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CDI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cdi_logging::init("CDI_LOG", "warn");
     let usage = |e: anyhow::Error| {
         eprintln!("cdictl: {e:#}");
         ExitCode::from(exit::USAGE)

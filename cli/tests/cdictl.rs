@@ -197,3 +197,66 @@ fn each_failure_class_has_its_exit_code_and_advice() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_failure_is_reported_once_without_colour_escapes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    let dest = dir.path().join("disk.img");
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    // A resumed download logs a warning: it must come without escapes too.
+    let srv = TestServer::start(Behaviour {
+        body: image().build(),
+        ranges: true,
+        drop_at: [20_000].into(),
+        ..Default::default()
+    });
+    for args in [
+        vec!["import", s(&src), s(&dest), "--checksum", &wrong],
+        vec!["import", &srv.url("/file"), s(&dest), "--checksum", &wrong],
+    ] {
+        let out = cdictl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(
+            !stderr.contains('\x1b'),
+            "escape codes in a pipe: {stderr:?}"
+        );
+        assert_eq!(
+            stderr.matches("checksum mismatch").count(),
+            1,
+            "the failure once: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn json_log_lines_are_one_object_each() {
+    let srv = TestServer::start(Behaviour {
+        body: image().build(),
+        ranges: true,
+        drop_at: [20_000].into(),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("disk.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_cdictl"))
+        .args(["import", &srv.url("/file"), s(&dest), "--progress", "none"])
+        .env("CDI_LOG_FORMAT", "json")
+        .env("CDI_LOG", "info")
+        .output()
+        .expect("run cdictl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "WARN" && l["message"] == "Download interrupted; resuming."),
+        "{stderr}"
+    );
+}

@@ -42,13 +42,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube_runtime=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cdi_logging::init("RUST_LOG", "info,kube_runtime=warn");
     let args = Args::parse();
     let config = match &args.kubeconfig {
         Some(path) => {

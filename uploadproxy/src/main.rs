@@ -9,12 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cdi_logging::init("RUST_LOG", "info");
     let args = Args::parse();
     let kube_config = match &args.kubeconfig {
         Some(path) => {

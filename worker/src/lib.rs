@@ -21,13 +21,8 @@ pub use paths::Paths;
 pub use target::{Destination, Failure, TargetSpec, Written};
 pub use termination::Outcome;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON
+/// (`CDI_LOG_FORMAT`, see `cdi_logging`).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cdi_logging::init("RUST_LOG", "info");
 }
