@@ -15,6 +15,7 @@
 //!
 //! The request-header CA, allowed names and header names come from ConfigMap
 //! `kube-system/extension-apiserver-authentication`, watched and applied as it changes.
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth_config;

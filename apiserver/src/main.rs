@@ -1,4 +1,5 @@
 //! cdi-apiserver: flags and environment → [`cdi_apiserver::Config`], tracing, run until SIGTERM.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! `cdictl`: the user's command line. Raw arguments are validated into a request, then handed to
 //! `cdi_datapath::import` (import) or the resumable upload client (upload, image-upload); this
 //! file only parses, dispatches and picks the exit code.
+#![forbid(unsafe_code)]
 
 mod args;
 mod exit;
@@ -15,6 +16,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     cdi_logging::init("CDI_LOG", "warn");
+    // Local files are then read through memory mappings, safely if one is cut under us.
+    if let Err(e) = cdi_datapath::install_truncation_guard() {
+        tracing::debug!(error = %e, "No SIGBUS guard: local files are read into buffers.");
+    }
     let usage = |e: anyhow::Error| {
         eprintln!("cdictl: {e:#}");
         ExitCode::from(exit::USAGE)

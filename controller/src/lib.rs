@@ -17,6 +17,7 @@
 //! Every decision is a pure function of the observed objects (`plan`, `status`, `state`,
 //! `render`); the reconcilers only fetch, call them and apply the result. All state lives in the
 //! API objects, so a restarted controller picks up where it was.
+#![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod cdiconfig;

@@ -1,4 +1,5 @@
 //! `cdi-controller`: flags and upstream's env vars → settings, then `serve::run`.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 

@@ -17,6 +17,7 @@
 //!
 //! Unknown fields are ignored when reading, as the API server prunes them with these structural
 //! schemas anyway.
+#![forbid(unsafe_code)]
 
 pub mod annotations;
 pub mod cdi;

@@ -90,6 +90,10 @@ pub enum Error {
         "the source file {0} shrank while it was being imported; make sure nothing writes to it during an import, then retry"
     )]
     SourceShrank(String),
+    #[error(
+        "the source file {0} was modified while it was being imported; make sure nothing writes to it during an import, then retry"
+    )]
+    SourceChanged(String),
     #[error("{image}: {message}")]
     Registry {
         image: String,
@@ -163,7 +167,7 @@ impl Error {
                 ErrorKind::ChecksumMismatch
             }
             Error::BadChecksumSpec(_) | Error::Config(_) => ErrorKind::Config,
-            Error::Source(_) | Error::SourceShrank(_) => ErrorKind::Io,
+            Error::Source(_) | Error::SourceShrank(_) | Error::SourceChanged(_) => ErrorKind::Io,
             Error::SourceNotFound(_) => ErrorKind::NotFound,
             Error::Http { kind, .. } | Error::Registry { kind, .. } => *kind,
             Error::Target { .. } | Error::Cancelled => ErrorKind::Io,

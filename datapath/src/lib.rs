@@ -26,3 +26,4 @@ pub use pipeline::{
     DEFAULT_MEMORY_LIMIT, ExtractReport, ImportFailure, ImportReport, ImportSpec, extract, import,
 };
 pub use progress::{Progress, ProgressSnapshot};
+pub use source::install_truncation_guard;

@@ -719,13 +719,14 @@ fn preallocated_file_target_is_fully_allocated() {
     assert!(cdi_testdata::qemu::allocated_bytes(&dest) >= 16 << 20);
 }
 
-/// Hands writes on to `inner`, truncating the source file at the first one: the source shrinks
-/// while the import is under way.
+/// Hands writes on to `inner`, truncating the source file at the first one (the source shrinks
+/// while the import is under way) and, with `regrow`, growing it back to that length at once.
 struct ShrinkSourceOnFirstWrite {
     inner: Box<dyn Sink>,
     source: PathBuf,
     keep: u64,
     shrunk: bool,
+    regrow: Option<u64>,
 }
 
 impl Sink for ShrinkSourceOnFirstWrite {
@@ -743,6 +744,9 @@ impl Sink for ShrinkSourceOnFirstWrite {
                 .open(&self.source)
                 .expect("open source");
             f.set_len(self.keep).expect("truncate source");
+            if let Some(len) = self.regrow {
+                f.set_len(len).expect("regrow source");
+            }
         }
         self.inner.write_at(offset, run)
     }
@@ -759,6 +763,8 @@ impl Sink for ShrinkSourceOnFirstWrite {
 
 #[test]
 fn a_source_file_that_shrinks_during_the_import_fails_it_cleanly() {
+    // Mapped, as cdictl reads local files: the vanished pages must not kill the process.
+    cdi_datapath::install_truncation_guard().expect("guard");
     let dir = tempfile::tempdir().expect("dir");
     let src = dir.path().join("disk.raw");
     let mut data = vec![0u8; 8 << 20];
@@ -774,6 +780,7 @@ fn a_source_file_that_shrinks_during_the_import_fails_it_cleanly() {
             source: src.clone(),
             keep: 1 << 20,
             shrunk: false,
+            regrow: None,
         };
         let spec = ImportSpec {
             checksum,
@@ -791,6 +798,45 @@ fn a_source_file_that_shrinks_during_the_import_fails_it_cleanly() {
         assert_eq!(failure.error.kind(), ErrorKind::Io);
         only(dir.path(), &["disk.raw"]);
     }
+}
+
+#[test]
+fn a_source_file_cut_and_grown_back_during_the_import_fails_it() {
+    cdi_datapath::install_truncation_guard().expect("guard");
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path().join("disk.raw");
+    let mut data = vec![0u8; 8 << 20];
+    Rng::new(9).fill(&mut data);
+    std::fs::write(&src, &data).expect("write source");
+    let dest = dir.path().join("out.raw");
+    let source = FileSource::open(&src).expect("open");
+    // Cut at the first write and grown back at once (zeros past the cut): the bytes still
+    // to be read are the wrong ones, at the right length, and no read faults.
+    let sink = ShrinkSourceOnFirstWrite {
+        inner: open_target(&dest, TargetOptions::default()).expect("target"),
+        source: src.clone(),
+        keep: 1 << 20,
+        shrunk: false,
+        regrow: Some(data.len() as u64),
+    };
+    let failure = import(
+        Box::new(source),
+        Box::new(sink),
+        &ImportSpec::default(),
+        &Progress::new(),
+    )
+    .expect_err("the source changed");
+    assert!(
+        matches!(failure.error, Error::SourceChanged(_)),
+        "unexpected error: {}",
+        failure.error
+    );
+    assert_eq!(failure.error.kind(), ErrorKind::Io);
+    assert_eq!(
+        std::fs::metadata(&src).expect("meta").len(),
+        data.len() as u64
+    );
+    only(dir.path(), &["disk.raw"]);
 }
 
 #[test]

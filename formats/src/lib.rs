@@ -13,6 +13,7 @@
 //! appliance archive around them), each with its own error enum and `limits.rs` (every bound on
 //! untrusted input, named, with its reason). `decoder/` holds the contract they share and the
 //! router that places table-mapped bytes as they stream by.
+#![forbid(unsafe_code)]
 
 pub mod decoder;
 pub mod detect;

@@ -1,6 +1,7 @@
 //! `cdi-importer`: what a DataVolume's importer pod runs. Reads CDI's environment contract,
 //! imports with `cdi-datapath`, serves progress on `:8443/metrics`, and ends with CDI's
 //! termination message (plus a machine-readable reason) and exit code.
+#![forbid(unsafe_code)]
 
 mod config;
 mod run;

@@ -2,6 +2,7 @@
 //! default; ANSI colour only when stderr is a terminal and `NO_COLOR` is unset or empty) or
 //! `json` (one object per line, as cluster log pipelines expect). The filter comes from the
 //! binary's own variable (`RUST_LOG` for the servers, `CDI_LOG` for `cdictl`).
+#![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;

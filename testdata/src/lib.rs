@@ -13,6 +13,7 @@
 //! - [`uploadpod`] runs the real upload server as a pod, with its mounts and certificates;
 //! - [`rawtls`] speaks HTTP/1.1 over TLS by hand, for requests no HTTP client sends;
 //! - [`workspace`] builds and finds another package's binary for a test to run.
+#![forbid(unsafe_code)]
 
 pub mod http;
 pub mod objectstore;

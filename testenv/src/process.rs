@@ -1,4 +1,6 @@
 //! Child processes that never outlive the test process, and free loopback ports.
+// A pre-exec hook (between fork and exec) is unsafe by nature; it is the crate's only one.
+#![allow(unsafe_code)]
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

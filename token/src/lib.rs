@@ -23,6 +23,7 @@
 //! The clock is always passed in (`now`), so expiry is tested without sleeping. Only PS256 is
 //! accepted: `alg: none`, HMAC (including the "public key as HMAC secret" trick) and PKCS#1
 //! v1.5 RSA signatures are refused before any claim is read.
+#![forbid(unsafe_code)]
 
 mod claims;
 mod error;

@@ -23,6 +23,7 @@
 //! changes (`reload`). Claims and pods are read through [`UploadTargets`], the API server in
 //! production and a map in tests; the readiness decision itself is the pure
 //! [`readiness::readiness`].
+#![forbid(unsafe_code)]
 
 mod app;
 mod auth;

@@ -1,4 +1,5 @@
 //! `cdi-uploadproxy`: flags and env → `Config`, a Kubernetes client, then `run` until SIGTERM.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

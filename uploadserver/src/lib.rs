@@ -8,6 +8,7 @@
 //!  proxy ──mTLS──► serve (TLS, client CN) ──► routes ──► PushSender ─► data path ─► claim
 //!                                               └─ tus: one import across PATCHes
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod digest;

@@ -1,4 +1,5 @@
 //! `cdi-uploadserver`: reads CDI's upload pod environment and serves until one upload is in.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -8,6 +8,7 @@
 //!                                                       │                                 │
 //!                                               Progress ──► metrics        termination message
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod env;
 pub mod metrics;

@@ -8,6 +8,7 @@
 //!
 //! Files for CRDs that are no longer generated (`*.cdi.kubevirt.io.yaml` not in the set) are
 //! removed, so the directory always matches the types.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

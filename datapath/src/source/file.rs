@@ -22,6 +22,24 @@ pub struct FileSource {
     mapped: Option<MappedFile>,
     /// Bytes handed out so far.
     offset: u64,
+    /// A regular file's modification and change times when it was opened: any write,
+    /// truncation or regrowth during the import moves them.
+    stamp: Option<Stamp>,
+}
+
+/// A regular file's mtime and ctime, to nanoseconds.
+type Stamp = [i64; 4];
+
+fn stamp(meta: &std::fs::Metadata) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    meta.is_file().then(|| {
+        [
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        ]
+    })
 }
 
 impl FileSource {
@@ -62,6 +80,7 @@ impl FileSource {
             buffers: chunk_pool(),
             mapped,
             offset: 0,
+            stamp: stamp(&meta),
         })
     }
 }
@@ -121,12 +140,16 @@ impl Source for FileSource {
     }
 
     fn check_unchanged(&self) -> Result<(), Error> {
-        match &self.mapped {
-            Some(mapped) if mapped.shrunk() => {
-                Err(Error::SourceShrank(self.path.display().to_string()))
-            }
-            _ => Ok(()),
+        if self.mapped.as_ref().is_some_and(MappedFile::shrunk) {
+            return Err(Error::SourceShrank(self.path.display().to_string()));
         }
+        // A file cut and grown back reads as zeros where it was cut, and a file written to
+        // reads partly old, partly new: neither is the image, whatever its length now.
+        let now = self.file.metadata().map_err(Error::Source)?;
+        if self.stamp.is_some() && stamp(&now) != self.stamp {
+            return Err(Error::SourceChanged(self.path.display().to_string()));
+        }
+        Ok(())
     }
 }
 

@@ -3,16 +3,22 @@
 //! are the same; the CPU time of copying them out of the page cache is saved.
 //!
 //! Reading a mapped page that lies past the end of a file truncated after it was mapped raises
-//! SIGBUS, which would kill the process with no cleanup. A process-wide handler guards the
-//! windows: a fault inside a live window gets a page of zeros mapped over the faulting page, the
-//! window is marked, and the access goes on. The source then reports that it shrank and the
-//! import fails like any other (the target removed). Faults anywhere else go on to the handler
-//! that was installed before (Rust's stack-overflow handler, or the default action).
+//! SIGBUS, which would kill the process with no cleanup. So files are mapped only in a process
+//! whose binary installed the guard ([`install_truncation_guard`]; `cdictl` does), and are read
+//! into buffers otherwise. The guard is a SIGBUS handler: a fault of the kind a truncated file
+//! raises (`BUS_ADRERR`) inside a live window gets a page of zeros mapped over the faulting
+//! page, the file is marked as shrunk at once, and the access goes on; the source then reports
+//! that it shrank (even if the file has grown back since) and the import fails like any other
+//! (the target removed). Any other fault, including a hardware memory error
+//! (`BUS_MCEERR_*`, which must never read as zeros), goes on to the handler that was installed
+//! before (Rust's stack-overflow handler, or the default action).
+// The only place the data path maps files and handles signals: its unsafe code is kept here.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -33,15 +39,16 @@ struct Slot {
     start: AtomicUsize,
     /// One past the window's last mapped byte (whole pages).
     end: AtomicUsize,
-    /// Set by the handler: a page of this window was past the end of the file.
-    faulted: AtomicBool,
+    /// The window's file's shrunk flag (kept alive by the window), which the handler sets;
+    /// null while the slot is free.
+    shrunk: AtomicPtr<AtomicBool>,
 }
 
 static WINDOWS: [Slot; SLOTS] = [const {
     Slot {
         start: AtomicUsize::new(0),
         end: AtomicUsize::new(0),
-        faulted: AtomicBool::new(false),
+        shrunk: AtomicPtr::new(std::ptr::null_mut()),
     }
 }; SLOTS];
 
@@ -51,9 +58,22 @@ static PAGE: AtomicUsize = AtomicUsize::new(0);
 static PREVIOUS_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
 static PREVIOUS_FLAGS: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs the SIGBUS handler once per process; false if that failed (then nothing is mapped).
+/// Whether [`install_truncation_guard`] succeeded in this process.
+static INSTALLED: OnceLock<bool> = OnceLock::new();
+
+/// Installs the SIGBUS handler that lets local source files be read through memory mappings
+/// (see the module's documentation), once per process; later calls return the first result.
+/// Call it early in `main`, in binaries that import local files. Without it (or if it fails)
+/// files are read into buffers: the same bytes, at some CPU cost.
+pub fn install_truncation_guard() -> io::Result<()> {
+    if guard_installed() {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn guard_installed() -> bool {
-    static INSTALLED: OnceLock<bool> = OnceLock::new();
     *INSTALLED.get_or_init(|| {
         let page = rustix::param::page_size();
         PAGE.store(page, Ordering::Release);
@@ -80,7 +100,15 @@ extern "C" fn on_sigbus(
     info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
-    // SAFETY: the kernel hands an SA_SIGINFO handler a valid siginfo; SIGBUS carries si_addr.
+    // SAFETY: the kernel hands an SA_SIGINFO handler a valid siginfo.
+    let code = unsafe { (*info).si_code };
+    if code != libc::BUS_ADRERR {
+        // Not an access past the end of a mapped file: a hardware memory error
+        // (BUS_MCEERR_AR/AO), a misaligned access or anything else is not ours to hide.
+        forward(signal, info, context);
+        return;
+    }
+    // SAFETY: as above; SIGBUS carries si_addr.
     let addr = unsafe { (*info).si_addr() } as usize;
     let page = PAGE.load(Ordering::Acquire);
     for slot in &WINDOWS {
@@ -102,7 +130,12 @@ extern "C" fn on_sigbus(
             )
         };
         if zeros != libc::MAP_FAILED {
-            slot.faulted.store(true, Ordering::Release);
+            let shrunk = slot.shrunk.load(Ordering::Acquire);
+            if !shrunk.is_null() {
+                // SAFETY: the flag is owned by an `Arc` that the live window holds; the slot
+                // forgets it before the window lets it go (see `Drop for Window`).
+                unsafe { (*shrunk).store(true, Ordering::Release) };
+            }
             return;
         }
     }
@@ -148,7 +181,7 @@ pub(crate) struct MappedFile {
 impl MappedFile {
     /// `None` when mappings cannot be guarded here; the caller reads instead.
     pub fn new(file: Arc<File>, len: u64) -> Option<Self> {
-        guard_installed().then(|| MappedFile {
+        (INSTALLED.get() == Some(&true)).then(|| MappedFile {
             file,
             len,
             shrunk: Arc::new(AtomicBool::new(false)),
@@ -160,7 +193,8 @@ impl MappedFile {
         self.len
     }
 
-    /// True when the file lost bytes after it was opened (they read as zeros here).
+    /// True when the file lost bytes after it was opened (they read as zeros here), even if it
+    /// has grown back since.
     pub fn shrunk(&self) -> bool {
         self.shrunk.load(Ordering::Acquire)
             || self.file.metadata().is_ok_and(|m| m.len() < self.len)
@@ -196,12 +230,14 @@ impl MappedFile {
         let page = PAGE.load(Ordering::Acquire);
         slot.end
             .store(addr + len.div_ceil(page) * page, Ordering::Release);
+        slot.shrunk
+            .store(Arc::as_ptr(&self.shrunk).cast_mut(), Ordering::Release);
         slot.start.store(addr, Ordering::Release);
         let window = Window {
             addr,
             len,
             slot,
-            shrunk: Arc::clone(&self.shrunk),
+            _shrunk: Arc::clone(&self.shrunk),
         };
         // SAFETY: advice on our own live mapping. Entering the pages now, on the reading
         // thread, spares the threads that consume them a page fault per 64 KiB.
@@ -227,7 +263,7 @@ fn claim_slot() -> Option<&'static Slot> {
 }
 
 fn release_slot(slot: &Slot) {
-    slot.faulted.store(false, Ordering::Release);
+    slot.shrunk.store(std::ptr::null_mut(), Ordering::Release);
     slot.end.store(0, Ordering::Release);
     slot.start.store(0, Ordering::Release);
 }
@@ -238,7 +274,9 @@ struct Window {
     addr: usize,
     len: usize,
     slot: &'static Slot,
-    shrunk: Arc<AtomicBool>,
+    /// Keeps the file's shrunk flag, which the slot points the handler at, alive while the
+    /// window is mapped.
+    _shrunk: Arc<AtomicBool>,
 }
 
 impl AsRef<[u8]> for Window {
@@ -253,9 +291,6 @@ impl Drop for Window {
     fn drop(&mut self) {
         // Out of the handler's sight before the range can be reused by another mapping.
         self.slot.start.store(BUSY, Ordering::Release);
-        if self.slot.faulted.load(Ordering::Acquire) {
-            self.shrunk.store(true, Ordering::Release);
-        }
         // SAFETY: our own mapping, with no slice of it left (the last `Bytes` went away).
         let _ = unsafe { rustix::mm::munmap(self.addr as *mut _, self.len) };
         release_slot(self.slot);
@@ -268,6 +303,7 @@ mod tests {
     use std::io::Write;
 
     fn file_with(data: &[u8]) -> (tempfile::NamedTempFile, Arc<File>) {
+        install_truncation_guard().expect("guard installed");
         let mut f = tempfile::NamedTempFile::new().expect("temp file");
         f.write_all(data).expect("write");
         let file = Arc::new(File::open(f.path()).expect("open"));

@@ -25,6 +25,7 @@ pub use http::{
     DigestsOf, HttpOptions, HttpSource, RequestSigner, RetryPolicy, SignFuture, SignedRequest,
     redact,
 };
+pub use mapped::install_truncation_guard;
 pub use push::{PipelineClosed, PushSender, PushSource, push_channel};
 pub use spec::{Scheme, SourceSpec};
 
@@ -57,7 +58,7 @@ pub trait Source: Send {
     }
 
     /// After the last chunk: an error if the source changed under the import in a way that
-    /// made what was read wrong (a mapped file that shrank).
+    /// made what was read wrong (a file that shrank, or was written to).
     fn check_unchanged(&self) -> Result<(), Error> {
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! serves `GET`/`HEAD /<name>` (with `Range`) on 127.0.0.1, and exits 0 once the done file
 //! appears. It uses the standard library only and is linked statically, so it runs in any
 //! image (containerDisks are `FROM scratch`).
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,6 +1,7 @@
 //! Writes a small sample image for the README's demo: `sample.qcow2.gz` (a qcow2 with data,
 //! compressed and zero clusters, gzip-compressed), its sha256 in `sample.qcow2.gz.sha256`
 //! (CDI checksum syntax) and the sha256 of the raw disk it must import to in `disk.sha256`.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
