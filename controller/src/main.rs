@@ -67,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.namespace,
         verbosity: args.verbosity,
         uploadproxy_service: args.uploadproxy_service,
+        log_format: std::env::var(cdi_logging::FORMAT_VAR)
+            .ok()
+            .filter(|f| !f.is_empty()),
     };
     let options = RunOptions {
         metrics_addr: args.metrics_addr,

@@ -15,6 +15,9 @@ pub struct Settings {
     pub verbosity: u8,
     /// Name of the upload proxy Service, for CDIConfig's status (`UPLOADPROXY_SERVICE`).
     pub uploadproxy_service: String,
+    /// The controller's `CDI_LOG_FORMAT`, handed on to worker pods so the whole installation
+    /// logs alike (unset: workers log as they default to).
+    pub log_format: Option<String>,
 }
 
 impl Default for Settings {
@@ -26,6 +29,7 @@ impl Default for Settings {
             namespace: "cdi".into(),
             verbosity: 2,
             uploadproxy_service: "cdi-uploadproxy".into(),
+            log_format: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::pod::{
-    METRICS_PORT, WorkerPod, data_volume, env, is_block, owner_uid, requested_size,
+    METRICS_PORT, WorkerPod, data_volume, env, is_block, log_format_env, owner_uid, requested_size,
     restricted_container_security, secret_env, worker_pod,
 };
 use crate::cdiconfig::EffectiveConfig;
@@ -125,6 +125,7 @@ pub fn importer_env(input: &ImporterInput) -> Vec<EnvVar> {
     if let Some(sum) = a.get(import::CHECKSUM).filter(|c| !c.is_empty()) {
         vars.push(env("IMPORTER_CHECKSUM", sum.clone()));
     }
+    vars.extend(log_format_env(input.settings));
     vars
 }
 
@@ -386,7 +387,6 @@ pub fn render(input: &ImporterInput) -> Pod {
     )
 }
 
-/// What differs between worker pods; [`worker_pod`] adds what they share.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,5 +786,39 @@ mod tests {
             "/dev/cdi-block-volume"
         );
         assert!(env_pairs(&pod).contains(&("FILESYSTEM_OVERHEAD".into(), "0".into())));
+    }
+
+    #[test]
+    fn worker_pods_log_as_the_controller_was_told_to() {
+        let claim = claim_for(json!({"http": {"url": "http://x/disk.img"}}));
+        let has_format = |pod: &Pod| {
+            env_pairs(pod)
+                .into_iter()
+                .find(|(k, _)| k == "CDI_LOG_FORMAT")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(
+            has_format(&pod_for(&claim)),
+            None,
+            "upstream's env when unset"
+        );
+        let settings = Settings {
+            log_format: Some("json".into()),
+            ..Settings::default()
+        };
+        let config = EffectiveConfig::default();
+        let pod = render(&ImporterInput {
+            claim: &claim,
+            settings: &settings,
+            config: &config,
+        });
+        assert_eq!(has_format(&pod).as_deref(), Some("json"));
+        let pod = crate::worker::upload::render_pod(&crate::worker::upload::UploadInput {
+            claim: &claim,
+            settings: &settings,
+            config: &config,
+            deadline: std::time::UNIX_EPOCH,
+        });
+        assert_eq!(has_format(&pod).as_deref(), Some("json"));
     }
 }

@@ -16,6 +16,7 @@ use kube::Resource;
 
 use super::WORKER_UID;
 use crate::cdiconfig::EffectiveConfig;
+use crate::settings::Settings;
 
 /// Where the importer finds a Filesystem target.
 pub const DATA_DIR: &str = "/data";
@@ -80,6 +81,14 @@ pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
         value: Some(value.into()),
         value_from: None,
     }
+}
+
+/// `CDI_LOG_FORMAT` for a worker container, when the controller was given one.
+pub fn log_format_env(settings: &Settings) -> Option<EnvVar> {
+    settings
+        .log_format
+        .as_deref()
+        .map(|f| env(cdi_logging::FORMAT_VAR, f))
 }
 
 /// A variable read from `key` of Secret `secret`.

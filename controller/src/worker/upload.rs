@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::pod::{
-    BLOCK_DEVICE, METRICS_PORT, WorkerPod, claim_owner, data_volume, env, is_block, owner_uid,
-    requested_size, restricted_container_security, worker_pod,
+    BLOCK_DEVICE, METRICS_PORT, WorkerPod, claim_owner, data_volume, env, is_block, log_format_env,
+    owner_uid, requested_size, restricted_container_security, worker_pod,
 };
 use crate::cdiconfig::EffectiveConfig;
 use crate::certs::UPLOAD_CLIENT_NAME;
@@ -90,6 +90,7 @@ pub fn upload_env(input: &UploadInput) -> Vec<EnvVar> {
     if a.get(content::CONTENT_TYPE).is_some_and(|c| c == "archive") {
         vars.push(env("CONTENT_TYPE", "archive"));
     }
+    vars.extend(log_format_env(input.settings));
     vars
 }
 
