@@ -89,7 +89,10 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> Res
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(options.metrics_addr)
         .await
-        .map_err(|e| Error::Io(format!("binding {}: {e}", options.metrics_addr)))?;
+        .map_err(|source| Error::Bind {
+            addr: options.metrics_addr,
+            source,
+        })?;
     tracing::info!(addr = %options.metrics_addr, "Serving metrics and probes.");
     let router = app(metrics.clone(), ready.clone());
     tokio::spawn(async move {
@@ -130,7 +133,7 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> Res
     stores
         .wait_until_ready()
         .await
-        .map_err(|e| Error::Io(format!("watch caches: {e}")))?;
+        .map_err(Error::WatchCaches)?;
     let namespace = settings.namespace.clone();
     let ctx = Context::new(client.clone(), settings, metrics, certs.clone(), stores);
     ready.store(true, Ordering::Relaxed);

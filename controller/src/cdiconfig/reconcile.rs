@@ -25,11 +25,7 @@ pub async fn ensure_exists(client: &kube::Client) -> Result<(), Error> {
         Ok(None) => {}
         // The whole resource is unknown (not just the object): the CRDs are missing.
         Err(kube::Error::Api(s)) if s.code == 404 => {
-            return Err(Error::Io(
-                "the cdi.kubevirt.io CRDs are not installed on this cluster: apply them first \
-                 (kubectl apply -f deploy/crds/, or kubectl apply -k deploy/)"
-                    .into(),
-            ));
+            return Err(Error::CrdsMissing);
         }
         Err(e) => return Err(e.into()),
     }

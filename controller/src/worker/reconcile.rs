@@ -279,11 +279,10 @@ async fn copy_proxy_ca(
 ) -> Result<(), Error> {
     let from: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
     let Some(original) = from.get_opt(source).await? else {
-        return Err(Error::Io(format!(
-            "CDIConfig importProxy.trustedCAProxy names ConfigMap {source}, which does not exist \
-             in namespace {}",
-            ctx.settings.namespace
-        )));
+        return Err(Error::ProxyCaMissing {
+            name: source.to_owned(),
+            namespace: ctx.settings.namespace.clone(),
+        });
     };
     let copy = ConfigMap {
         metadata: kube::api::ObjectMeta {
