@@ -15,8 +15,8 @@
 //! from the claim's annotations; the worker controller watches annotated claims and runs the pod
 //! that fills them. A claim annotated by hand (upstream's "legacy" flow) is imported the same way.
 //! Every decision is a pure function of the observed objects (`plan`, `status`, `state`,
-//! `render`); the reconcilers only fetch, call them and apply the result. All state lives in the
-//! API objects, so a restarted controller picks up where it was.
+//! `render`); the reconcilers only fetch, call them and apply the result. State lives in the API
+//! objects, so a restarted controller picks up where it was; only back-off is kept in memory.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
