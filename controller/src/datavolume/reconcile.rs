@@ -171,10 +171,17 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
 
     if dv.status.as_ref() != Some(&outcome.status) {
         let api: Api<DataVolume> = Api::namespaced(ctx.client.clone(), &ns);
+        // The whole status, by server-side apply: what this controller does not set any more
+        // is removed, rather than left behind as a merge patch would leave it.
+        let apply = serde_json::json!({
+            "apiVersion": "cdi.kubevirt.io/v1beta1",
+            "kind": "DataVolume",
+            "status": outcome.status,
+        });
         api.patch_status(
             &name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": outcome.status })),
+            &PatchParams::apply(crate::FIELD_MANAGER).force(),
+            &Patch::Apply(&apply),
         )
         .await?;
         if dv.status.as_ref().and_then(|s| s.phase.as_ref()) != phase.as_ref()
