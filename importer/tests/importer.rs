@@ -990,3 +990,77 @@ fn node_pull_imports_what_the_image_container_serves_and_releases_it() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The importer killed (SIGKILL: no cleanup at all) at several points of a download, then run
+/// again as the pod's restart would: a killed run never leaves a `disk.img` or a success
+/// message, and the next run imports the image whole.
+#[test]
+fn an_importer_killed_mid_import_leaves_nothing_complete_and_its_restart_finishes() {
+    let b = qcow2_image();
+    let image = b.build();
+    let len = image.len() as u64;
+    let srv = serve(image);
+    let pod = Pod::filesystem();
+    let env = [
+        ("IMPORTER_SOURCE", "http"),
+        ("IMPORTER_ENDPOINT", &srv.url("/file") as &str),
+        ("IMPORTER_CONTENTTYPE", "kubevirt"),
+        ("PREALLOCATION", "false"),
+    ];
+    for at in [len / 10, len / 2, len * 9 / 10] {
+        // The server stops sending at `at`; the importer is killed while it waits.
+        srv.behaviour.lock().expect("behaviour").stall_at =
+            Some((at, std::time::Duration::from_secs(20)));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cdi-importer"))
+            .env_clear()
+            .env("CDI_ROOT", pod.root.path())
+            .env("CDI_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start cdi-importer");
+        // Killed once it has written something (or after 5 s in any case).
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(5) {
+            let written: u64 = std::fs::read_dir(pod.path("data"))
+                .expect("data")
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            if written > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("wait");
+        assert!(!status.success(), "killed at {at}");
+        assert!(
+            !pod.path("data/disk.img").exists(),
+            "a killed import left a disk.img (killed at {at} of {len})"
+        );
+        let message = std::fs::read_to_string(pod.path("dev/termination-log")).unwrap_or_default();
+        assert!(!message.contains("Import Complete"), "{message}");
+    }
+    srv.behaviour.lock().expect("behaviour").stall_at = None;
+    let (code, msg) = pod.run(&env);
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            0,
+            r#"{"preallocationApplied":false,"message":"Import Complete"}"#
+        )
+    );
+    let disk = std::fs::read(pod.path("data/disk.img")).expect("disk.img");
+    assert!(disk[..16 << 20] == b.expected_raw()[..]);
+    let left: Vec<String> = std::fs::read_dir(pod.path("data"))
+        .expect("data")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["disk.img"], "no partial file left behind");
+}
