@@ -762,17 +762,21 @@ impl Sink for ShrinkSourceOnFirstWrite {
 }
 
 #[test]
-fn a_source_file_that_shrinks_during_the_import_fails_it_cleanly() {
+fn a_source_file_that_shrinks_or_is_cut_and_regrown_during_the_import_fails_it_cleanly() {
     // Mapped, as cdictl reads local files: the vanished pages must not kill the process.
     cdi_datapath::install_truncation_guard().expect("guard");
     let dir = tempfile::tempdir().expect("dir");
     let src = dir.path().join("disk.raw");
     let mut data = vec![0u8; 8 << 20];
     Rng::new(7).fill(&mut data);
-    std::fs::write(&src, &data).expect("write source");
-    let sum = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
-    for checksum in [None, Some(sum.parse().expect("checksum"))] {
-        std::fs::write(&src, &data).expect("restore source");
+    let sum: cdi_datapath::Checksum =
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)))
+            .parse()
+            .expect("checksum");
+    let full = Some(data.len() as u64);
+    // (checksum, length the file is grown back to at once after the cut)
+    for (checksum, regrow) in [(None, None), (Some(sum), None), (None, full)] {
+        std::fs::write(&src, &data).expect("write source");
         let dest = dir.path().join("out.raw");
         let source = FileSource::open(&src).expect("open");
         let sink = ShrinkSourceOnFirstWrite {
@@ -780,63 +784,32 @@ fn a_source_file_that_shrinks_during_the_import_fails_it_cleanly() {
             source: src.clone(),
             keep: 1 << 20,
             shrunk: false,
-            regrow: None,
+            regrow,
         };
         let spec = ImportSpec {
             checksum,
             ..ImportSpec::default()
         };
         // Reading the vanished bytes must neither kill the process (SIGBUS) nor pass them off
-        // as the image.
+        // as the image; grown back (zeros past the cut, the right length, no fault), the
+        // file's change is what fails it.
         let failure = import(Box::new(source), Box::new(sink), &spec, &Progress::new())
-            .expect_err("the source shrank");
-        assert!(
-            matches!(failure.error, Error::SourceShrank(_)),
-            "unexpected error: {}",
-            failure.error
-        );
+            .expect_err("the source changed");
+        match regrow {
+            None => assert!(
+                matches!(failure.error, Error::SourceShrank(_)),
+                "unexpected error: {}",
+                failure.error
+            ),
+            Some(_) => assert!(
+                matches!(failure.error, Error::SourceChanged(_)),
+                "unexpected error: {}",
+                failure.error
+            ),
+        }
         assert_eq!(failure.error.kind(), ErrorKind::Io);
         only(dir.path(), &["disk.raw"]);
     }
-}
-
-#[test]
-fn a_source_file_cut_and_grown_back_during_the_import_fails_it() {
-    cdi_datapath::install_truncation_guard().expect("guard");
-    let dir = tempfile::tempdir().expect("dir");
-    let src = dir.path().join("disk.raw");
-    let mut data = vec![0u8; 8 << 20];
-    Rng::new(9).fill(&mut data);
-    std::fs::write(&src, &data).expect("write source");
-    let dest = dir.path().join("out.raw");
-    let source = FileSource::open(&src).expect("open");
-    // Cut at the first write and grown back at once (zeros past the cut): the bytes still
-    // to be read are the wrong ones, at the right length, and no read faults.
-    let sink = ShrinkSourceOnFirstWrite {
-        inner: open_target(&dest, TargetOptions::default()).expect("target"),
-        source: src.clone(),
-        keep: 1 << 20,
-        shrunk: false,
-        regrow: Some(data.len() as u64),
-    };
-    let failure = import(
-        Box::new(source),
-        Box::new(sink),
-        &ImportSpec::default(),
-        &Progress::new(),
-    )
-    .expect_err("the source changed");
-    assert!(
-        matches!(failure.error, Error::SourceChanged(_)),
-        "unexpected error: {}",
-        failure.error
-    );
-    assert_eq!(failure.error.kind(), ErrorKind::Io);
-    assert_eq!(
-        std::fs::metadata(&src).expect("meta").len(),
-        data.len() as u64
-    );
-    only(dir.path(), &["disk.raw"]);
 }
 
 #[test]
