@@ -849,3 +849,84 @@ fn an_archive_source_that_shrinks_before_it_is_read_fails_the_extraction_cleanly
     );
     only(&dest, &[]);
 }
+
+/// A real file target whose storage reports EIO at a chosen step: on a write once `after`
+/// bytes went through, or at the commit (the final flush), as a failing disk would.
+struct EioTarget {
+    inner: Box<dyn Sink>,
+    path: PathBuf,
+    after: Option<u64>,
+    at_commit: bool,
+}
+
+impl EioTarget {
+    fn eio(&self, op: &'static str) -> Error {
+        Error::target(op, &self.path, std::io::Error::from_raw_os_error(5))
+    }
+}
+
+impl Sink for EioTarget {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capacity(&self) -> Option<u64> {
+        self.inner.capacity()
+    }
+    fn write_at(&mut self, offset: u64, run: &[bytes::Bytes]) -> Result<(), Error> {
+        let len: u64 = run.iter().map(|b| b.len() as u64).sum();
+        if let Some(left) = self.after.as_mut() {
+            if *left < len {
+                return Err(self.eio("writing"));
+            }
+            *left -= len;
+        }
+        self.inner.write_at(offset, run)
+    }
+    fn preferred_run(&self) -> usize {
+        self.inner.preferred_run()
+    }
+    fn commit(&mut self, image_size: u64, written: &RangeSet) -> Result<SinkReport, Error> {
+        if self.at_commit {
+            return Err(self.eio("flushing"));
+        }
+        self.inner.commit(image_size, written)
+    }
+    fn abort(&mut self) -> String {
+        self.inner.abort()
+    }
+}
+
+#[test]
+fn eio_from_the_target_while_writing_or_at_the_commit_fails_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path().join("img.qcow2");
+    std::fs::write(&src, image().build()).expect("write");
+    for (after, at_commit) in [(Some(0), false), (Some(1 << 20), false), (None, true)] {
+        let dest = dir.path().join("out.raw");
+        let sink = EioTarget {
+            inner: open_target(&dest, TargetOptions::default()).expect("target"),
+            path: dest.clone(),
+            after,
+            at_commit,
+        };
+        let failure = import(
+            Box::new(FileSource::open(&src).expect("open")),
+            Box::new(sink),
+            &ImportSpec::default(),
+            &Progress::new(),
+        )
+        .expect_err("EIO");
+        assert_eq!(failure.error.kind(), ErrorKind::Io, "{}", failure.error);
+        assert!(
+            failure.error.to_string().contains("Input/output error"),
+            "{}",
+            failure.error
+        );
+        assert!(
+            failure.target_state.contains("removed"),
+            "{}",
+            failure.target_state
+        );
+        only(dir.path(), &["img.qcow2"]);
+    }
+}
