@@ -1310,3 +1310,65 @@ async fn s3_gcs_and_registry_datavolumes_import_with_their_secrets_and_cas() {
     let (_, reason, message) = condition(&dv, DataVolumeConditionType::Running);
     assert_eq!(reason, "Unauthorized", "{message}");
 }
+
+/// Two replicas, as a Deployment with two pods runs them: one takes the Lease and does all the
+/// work, the other waits; when the leader stops, the other takes over and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_controller_replicas_only_the_leader_acts_and_the_other_takes_over() {
+    let env = env().await;
+    let ns = env
+        .cluster
+        .create_namespace("e2e-replicas")
+        .await
+        .expect("namespace");
+    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
+    let body: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 241) as u8).collect();
+    let server = serve(body.clone());
+    let http_dv = |name: &str| {
+        data_volume(
+            name,
+            json!({
+                "source": { "http": { "url": server.url("/file") } },
+                "storage": storage_1gi(),
+            }),
+        )
+    };
+    const LEADER: &str = "Became the leader.";
+    const CREATED: &str = "Worker pod created.";
+
+    let mut replicas = vec![
+        start_controller(&env, "cdi-controller-a"),
+        start_controller(&env, "cdi-controller-b"),
+    ];
+    let leader = eventually("a leader among the replicas", || {
+        let logs: Vec<bool> = replicas
+            .iter()
+            .map(|r| r.log_text().contains(LEADER))
+            .collect();
+        async move { logs.iter().position(|&l| l) }
+    })
+    .await;
+    let follower = 1 - leader;
+    create(&dvs, &http_dv("first")).await;
+    wait_phase(&dvs, "first", DataVolumePhase::Succeeded).await;
+    assert_image(&env, &ns, "first", &body, GIB).await;
+    let follower_log = replicas[follower].log_text();
+    assert!(
+        !follower_log.contains(LEADER) && !follower_log.contains(CREATED),
+        "the follower acted:\n{follower_log}"
+    );
+    assert!(replicas[leader].log_text().contains(CREATED));
+
+    // The leader stops (SIGTERM: it releases the Lease); the other takes it and goes on.
+    drop(replicas.remove(leader));
+    let survivor = &replicas[0];
+    eventually("the other replica to take the Lease", || {
+        let took = survivor.log_text().contains(LEADER);
+        async move { took.then_some(()) }
+    })
+    .await;
+    create(&dvs, &http_dv("second")).await;
+    wait_phase(&dvs, "second", DataVolumePhase::Succeeded).await;
+    assert_image(&env, &ns, "second", &body, GIB).await;
+    assert!(survivor.log_text().contains(CREATED));
+}
