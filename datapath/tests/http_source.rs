@@ -245,3 +245,49 @@ fn interrupted_compressed_qcow2_import_is_identical_to_an_uninterrupted_one() {
     assert!(image.lock().expect("lock").bytes == b.expected_raw());
     assert_eq!(srv.seen().requests, 3);
 }
+
+/// A download resumed against a server whose certificate changed in between (the same
+/// address, now answered by another server with the same file): a rotation under the trusted
+/// CA resumes to identical bytes; a certificate from a CA not trusted fails the resume as an
+/// authorisation failure (terminal) instead of reading on.
+#[test]
+fn a_certificate_change_mid_download_resumes_under_the_trusted_ca_and_fails_otherwise() {
+    use cdi_testdata::http::TestCa;
+    use cdi_testdata::relay::Relay;
+    let data = body(3 << 20);
+    let behaviour = |drop_at: VecDeque<u64>| Behaviour {
+        body: data.clone(),
+        etag: Some("\"v1\"".into()),
+        ranges: true,
+        drop_at,
+        ..Behaviour::default()
+    };
+    let trusted = TestCa::new();
+    let untrusted = TestCa::new();
+    for (replacement_ca, resumes) in [(&trusted, true), (&untrusted, false)] {
+        let first = TestServer::start_tls_with(behaviour(VecDeque::from([1_000_000])), &trusted);
+        let replacement = TestServer::start_tls_with(behaviour(VecDeque::new()), replacement_ca);
+        let relay = Relay::start(first.addr.port());
+        let options = HttpOptions {
+            extra_ca_pem: vec![trusted.pem().into_bytes()],
+            ..fast()
+        };
+        let url = format!("https://127.0.0.1:{}/file", relay.port);
+        let mut s = HttpSource::open_with(&url, options).expect("open");
+        // The first connection stays with the first server; the resume reaches the other.
+        relay.retarget(replacement.addr.port());
+        let got = read_all(&mut s);
+        if resumes {
+            assert!(got.expect("resumed under the rotated certificate") == data);
+            assert_eq!(replacement.seen().ranges, [Some("bytes=1000000-".into())]);
+        } else {
+            let e = got.expect_err("an untrusted certificate must not be read from");
+            assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+            assert_eq!(
+                replacement.seen().requests,
+                0,
+                "no request past the handshake"
+            );
+        }
+    }
+}

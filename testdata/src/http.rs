@@ -53,6 +53,63 @@ pub struct TestServer {
     scheme: &'static str,
 }
 
+/// A certificate authority made for a test, signing server certificates for 127.0.0.1.
+pub struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cdi-rs test CA");
+        let pem = params.self_signed(&key).expect("CA cert").pem();
+        TestCa { params, key, pem }
+    }
+
+    /// The CA certificate (PEM) clients must trust.
+    pub fn pem(&self) -> String {
+        self.pem.clone()
+    }
+
+    /// A server configuration with a new key and a certificate for 127.0.0.1 and localhost.
+    fn server_config(&self) -> rustls::ServerConfig {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("server params");
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("server cert");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            )
+            .expect("TLS config")
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> TestCa {
+        TestCa::new()
+    }
+}
+
 impl TestServer {
     pub fn start(behaviour: Behaviour) -> TestServer {
         Self::spawn(behaviour, None)
@@ -61,30 +118,14 @@ impl TestServer {
     /// Serves HTTPS with a certificate for 127.0.0.1 signed by a CA made here; returns the
     /// server and the CA certificate (PEM) that clients must trust.
     pub fn start_tls(behaviour: Behaviour) -> (TestServer, String) {
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "cdi-rs test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
-        let key = rcgen::KeyPair::generate().expect("server key");
-        let params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("server params");
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-        let cert = params.signed_by(&key, &issuer).expect("server cert");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
-            )
-            .expect("TLS config");
-        (Self::spawn(behaviour, Some(Arc::new(config))), ca.pem())
+        let ca = TestCa::new();
+        (Self::start_tls_with(behaviour, &ca), ca.pem())
+    }
+
+    /// Serves HTTPS with a fresh certificate for 127.0.0.1 signed by `ca` (each server its own
+    /// key and certificate, as after a rotation).
+    pub fn start_tls_with(behaviour: Behaviour, ca: &TestCa) -> TestServer {
+        Self::spawn(behaviour, Some(Arc::new(ca.server_config())))
     }
 
     fn spawn(behaviour: Behaviour, tls: Option<Arc<rustls::ServerConfig>>) -> TestServer {

@@ -94,6 +94,8 @@ struct Shared {
     connections: AtomicUsize,
     /// Client→server bytes per second each connection may send; 0 for no limit.
     rate: AtomicU64,
+    /// The port new connections are relayed to.
+    target: std::sync::atomic::AtomicU16,
     stop: AtomicBool,
 }
 
@@ -111,6 +113,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
         let port = listener.local_addr().expect("relay address").port();
         let shared = Arc::new(Shared::default());
+        shared.target.store(target, Ordering::Relaxed);
         let accepting = Arc::clone(&shared);
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -130,6 +133,7 @@ impl Relay {
                         None => (u64::MAX, download),
                     }
                 };
+                let target = accepting.target.load(Ordering::Relaxed);
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
@@ -186,6 +190,12 @@ impl Relay {
         totals.sort_unstable();
         plan.download_totals = totals.into();
         plan.download_budgets.clear();
+    }
+
+    /// Relays new connections to 127.0.0.1:`port` from now on (a server replaced behind the
+    /// same address); connections already open keep theirs.
+    pub fn retarget(&self, port: u16) {
+        self.shared.target.store(port, Ordering::Relaxed);
     }
 
     /// Passes every connection from now on (connections already budgeted keep their budget).
