@@ -291,3 +291,29 @@ fn a_certificate_change_mid_download_resumes_under_the_trusted_ca_and_fails_othe
         }
     }
 }
+
+/// A server that sends more than its Content-Length (and closes): the source reads exactly the
+/// announced bytes, and an import of them is the file, verified by its checksum.
+#[test]
+fn a_body_longer_than_its_content_length_is_read_to_the_length_only() {
+    let data = body(1 << 20);
+    let srv = server(Behaviour {
+        body: data.clone(),
+        trailing_garbage: vec![0xEE; 70_000],
+        ..Behaviour::default()
+    });
+    let mut s = HttpSource::open_with(&srv.url("/file"), fast()).expect("open");
+    assert_eq!(read_all(&mut s).expect("read"), data);
+    let checksum = format!("sha256:{}", {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&data))
+    });
+    let (sink, image) = MemorySink::new(None);
+    let spec = ImportSpec {
+        checksum: Some(checksum.parse().expect("checksum")),
+        ..ImportSpec::default()
+    };
+    let s = HttpSource::open_with(&srv.url("/file"), fast()).expect("open");
+    import(Box::new(s), Box::new(sink), &spec, &Progress::new()).expect("import");
+    assert!(image.lock().expect("image").bytes[..data.len()] == data[..]);
+}

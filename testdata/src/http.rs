@@ -32,6 +32,8 @@ pub struct Behaviour {
     pub path: Option<String>,
     /// Headers sent with the file (an object store's digest headers, say).
     pub headers: Vec<(String, String)>,
+    /// Bytes sent after the body, past its Content-Length (a server that sends too much).
+    pub trailing_garbage: Vec<u8>,
 }
 
 /// What the server saw, for assertions.
@@ -287,6 +289,7 @@ fn serve(
     ));
     let drop_at = b.drop_at.pop_front();
     let stall = b.stall_at.take();
+    let garbage = b.trailing_garbage.clone();
     if first && let Some((new_body, new_tag)) = b.change_to.take() {
         b.body = new_body;
         b.etag = Some(new_tag);
@@ -316,6 +319,7 @@ fn serve(
         }
         at += piece.len() as u64;
     }
+    out.write_all(&garbage)?;
     out.flush()
 }
 
