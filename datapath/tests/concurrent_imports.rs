@@ -11,30 +11,9 @@ use cdi_datapath::sink::{TargetOptions, open_target};
 use cdi_datapath::source::{HttpOptions, HttpSource, RetryPolicy};
 use cdi_datapath::{ImportSpec, Progress, import};
 use cdi_testdata::http::{Behaviour, TestServer};
-use cdi_testdata::qcow2::{Cluster, Qcow2Builder};
-use cdi_testdata::raw::{Rng, text};
+use cdi_testdata::qcow2::Qcow2Builder;
 
 const IMPORTS: usize = 20;
-
-fn image(seed: u64) -> Qcow2Builder {
-    let mut rng = Rng::new(seed);
-    let mut b = Qcow2Builder::new(16, 8 << 20);
-    for g in 0..128u64 {
-        match rng.below(3) {
-            0 => {
-                b.clusters
-                    .insert(g, Cluster::Compressed(text(&mut rng, 65536)));
-            }
-            1 => {
-                let mut d = vec![0u8; 65536];
-                rng.fill(&mut d);
-                b.clusters.insert(g, Cluster::Data(d));
-            }
-            _ => {}
-        }
-    }
-    b
-}
 
 fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
@@ -72,7 +51,9 @@ fn run_one(server: &TestServer, dest: &Path) {
 #[test]
 fn twenty_concurrent_imports_complete_and_leak_no_descriptors_or_threads() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let images: Vec<Qcow2Builder> = (0..IMPORTS as u64).map(image).collect();
+    let images: Vec<Qcow2Builder> = (0..IMPORTS as u64)
+        .map(|seed| Qcow2Builder::mixed(seed, 8 << 20))
+        .collect();
     let servers: Vec<TestServer> = images
         .iter()
         .enumerate()

@@ -37,14 +37,21 @@ impl Pod {
         (code, message)
     }
 
-    /// Runs with `RUST_LOG=filter`; also returns what the importer logged.
-    fn run_logged(&self, env: &[(&str, &str)], filter: &str) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_cdi-importer"))
-            .env_clear()
+    /// The importer with this pod's mounts, `env` and `RUST_LOG=filter`, not started.
+    fn command(&self, env: &[(&str, &str)], filter: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-importer"));
+        cmd.env_clear()
             .env("CDI_ROOT", self.root.path())
             .env("CDI_METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", filter)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        cmd
+    }
+
+    /// Runs with `RUST_LOG=filter`; also returns what the importer logged.
+    fn run_logged(&self, env: &[(&str, &str)], filter: &str) -> (i32, String, String) {
+        let out = self
+            .command(env, filter)
             .output()
             .expect("run cdi-importer");
         let message = std::fs::read_to_string(self.path("dev/termination-log")).unwrap_or_default();
@@ -1011,12 +1018,8 @@ fn an_importer_killed_mid_import_leaves_nothing_complete_and_its_restart_finishe
         // The server stops sending at `at`; the importer is killed while it waits.
         srv.behaviour.lock().expect("behaviour").stall_at =
             Some((at, std::time::Duration::from_secs(20)));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cdi-importer"))
-            .env_clear()
-            .env("CDI_ROOT", pod.root.path())
-            .env("CDI_METRICS_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
+        let mut child = pod
+            .command(&env, "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

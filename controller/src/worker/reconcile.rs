@@ -173,12 +173,21 @@ struct StartGate {
 impl StartGate {
     fn of(claim: &PersistentVolumeClaim, a: &BTreeMap<String, String>, ctx: &Context) -> StartGate {
         let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+        if phase == Some("Bound") {
+            // Nothing else matters then: spare the lookups on every reconcile of a bound claim.
+            return StartGate {
+                bound: true,
+                wait_for_first_consumer: false,
+                immediate_binding: false,
+                honor_wait_for_first_consumer: false,
+            };
+        }
         let class = claim
             .spec
             .as_ref()
             .and_then(|s| s.storage_class_name.as_deref());
         StartGate {
-            bound: phase == Some("Bound"),
+            bound: false,
             wait_for_first_consumer: class
                 .and_then(|c| ctx.stores.storage_class(c))
                 .and_then(|c| c.volume_binding_mode.clone())

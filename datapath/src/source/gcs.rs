@@ -265,7 +265,7 @@ fn key_file_endpoint(file: &std::path::Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::{HeaderName, HeaderValue};
+    use crate::source::object_url::header_map as headers;
 
     use super::*;
 
@@ -318,17 +318,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        h
     }
 
     #[test]

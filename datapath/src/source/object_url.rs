@@ -30,6 +30,20 @@ pub(crate) fn join<'a>(base: &str, segments: impl IntoIterator<Item = &'a str>) 
     out
 }
 
+/// A header map of `pairs`, for the object sources' tests.
+#[cfg(test)]
+pub(crate) fn header_map(pairs: &[(&str, &str)]) -> reqwest::header::HeaderMap {
+    use reqwest::header::{HeaderName, HeaderValue};
+    let mut h = reqwest::header::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -371,6 +371,7 @@ fn explain(e: Error, object: &S3Object) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::object_url::header_map as headers;
 
     fn at(location: &str, options: &S3Options) -> S3Object {
         locate(location, options).unwrap_or_else(|e| panic!("{location}: {e}"))
@@ -428,17 +429,6 @@ mod tests {
             let e = locate(bad, &none).expect_err(bad);
             assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
         }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        h
     }
 
     #[test]
