@@ -158,9 +158,9 @@ impl Error {
                 _ => ErrorKind::InvalidImage,
             },
             Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,
-            Error::Image(DecodeError::CloneStream(CloneStreamError::DigestMismatch {
-                ..
-            })) => ErrorKind::ChecksumMismatch,
+            Error::Image(DecodeError::CloneStream(CloneStreamError::DigestMismatch { .. })) => {
+                ErrorKind::ChecksumMismatch
+            }
             Error::Image(e) => match e.kind() {
                 DecodeErrorKind::InvalidImage => ErrorKind::InvalidImage,
                 DecodeErrorKind::Unsupported => ErrorKind::Unsupported,

@@ -52,6 +52,7 @@ pub fn run(cfg: &Config, paths: &Paths) -> Outcome {
     }
     match metrics::serve(
         &paths.metrics_addr,
+        metrics::IMPORT_PREFIX,
         cfg.owner_uid.clone(),
         Arc::clone(&progress),
         Arc::clone(&extra),

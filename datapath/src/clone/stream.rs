@@ -31,6 +31,11 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// How far into the disk the stream has come at this point.
+    pub fn disk_position(&self) -> u64 {
+        self.disk_pos
+    }
+
     /// The start of the stream for `source`.
     pub fn start(source: &CloneSource) -> Checkpoint {
         Checkpoint {

@@ -94,8 +94,14 @@ fn a_device_is_read_whole_with_zero_granules_still_skipped() {
         Checkpoint::start(&source),
     ));
     let file = Arc::new(CloneSource::open(&path, SourceKind::File).expect("open"));
-    let by_extents = whole(&mut Producer::new(Arc::clone(&file), Checkpoint::start(&file)));
-    assert_eq!(stream, by_extents, "the same frames whichever way data is found");
+    let by_extents = whole(&mut Producer::new(
+        Arc::clone(&file),
+        Checkpoint::start(&file),
+    ));
+    assert_eq!(
+        stream, by_extents,
+        "the same frames whichever way data is found"
+    );
     assert_eq!(decode(&stream).0, std::fs::read(&path).expect("read"));
 }
 
@@ -121,7 +127,12 @@ fn the_stream_regenerates_from_any_checkpoint_to_any_offset() {
             let mut resumed = Producer::new(Arc::clone(&source), c.clone());
             resumed.skip_to(target).expect("skip");
             let rest = whole(&mut resumed);
-            assert_eq!(rest, full[target as usize..], "from {} to {target}", c.stream_offset);
+            assert_eq!(
+                rest,
+                full[target as usize..],
+                "from {} to {target}",
+                c.stream_offset
+            );
         }
     }
 }
@@ -153,7 +164,11 @@ fn a_source_written_during_the_clone_fails_before_the_end_record() {
         }
     };
     assert!(matches!(err, Error::CloneSourceChanged(_)), "{err}");
-    assert!(err.to_string().contains("changed while it was being cloned"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("changed while it was being cloned"),
+        "{err}"
+    );
 }
 
 #[test]

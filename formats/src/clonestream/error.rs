@@ -5,9 +5,13 @@ use crate::decoder::DecodeErrorKind;
 /// Why a clone stream cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloneStreamError {
-    #[error("not a cdi clone stream (bad magic): the cloner and the upload server must both be cdi-rs")]
+    #[error(
+        "not a cdi clone stream (bad magic): the cloner and the upload server must both be cdi-rs"
+    )]
     BadMagic,
-    #[error("clone stream version {0} is not supported (only {1} is): use matching cloner and upload server images")]
+    #[error(
+        "clone stream version {0} is not supported (only {1} is): use matching cloner and upload server images"
+    )]
     UnsupportedVersion(u32, u32),
     #[error("clone stream header is malformed: {0}")]
     MalformedHeader(String),

@@ -86,7 +86,10 @@ enum State {
     /// Skipping the header (already parsed at open).
     Header,
     /// Gathering a record's head.
-    RecordHead { buf: [u8; RECORD_HEAD_LEN], have: usize },
+    RecordHead {
+        buf: [u8; RECORD_HEAD_LEN],
+        have: usize,
+    },
     /// Inside a data frame.
     Data {
         guest: u64,
@@ -95,7 +98,10 @@ enum State {
         hasher: FrameHasher,
     },
     /// Gathering the end record's payload.
-    End { buf: [u8; END_PAYLOAD_LEN], have: usize },
+    End {
+        buf: [u8; END_PAYLOAD_LEN],
+        have: usize,
+    },
     /// The end record checked out; nothing may follow.
     Done,
 }

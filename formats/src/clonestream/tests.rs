@@ -87,7 +87,11 @@ fn frames_arrive_at_their_offsets_in_any_piece_size() {
     for piece in [1, 15, 16, 17, 4096, s.len()] {
         let out = decode(&s, piece).expect("valid stream");
         assert_eq!(out.disk, Some(1 << 20));
-        assert_eq!(out.writes, vec![(4096, a.clone()), (65536, b.clone())], "piece {piece}");
+        assert_eq!(
+            out.writes,
+            vec![(4096, a.clone()), (65536, b.clone())],
+            "piece {piece}"
+        );
     }
 }
 
@@ -130,7 +134,13 @@ fn a_changed_end_digest_fails() {
 #[test]
 fn a_stream_cut_anywhere_is_truncated() {
     let s = stream(1 << 20, &[(0, &[1u8; 4096]), (8192, &[2u8; 100])]);
-    for cut in [HEADER_LEN, HEADER_LEN + 3, HEADER_LEN + 20, s.len() - END_LEN, s.len() - 1] {
+    for cut in [
+        HEADER_LEN,
+        HEADER_LEN + 3,
+        HEADER_LEN + 20,
+        s.len() - END_LEN,
+        s.len() - 1,
+    ] {
         match clone_error(decode(&s[..cut], 64)) {
             CloneStreamError::Truncated { at } => assert_eq!(at, cut as u64),
             other => panic!("cut at {cut}: {other}"),
@@ -196,7 +206,10 @@ fn hostile_headers_are_refused_at_open() {
     let good = encode_header(1 << 20);
     let mut magic = good;
     magic[0] = b'X';
-    assert!(matches!(clone_error(decode(&magic, 64)), CloneStreamError::BadMagic));
+    assert!(matches!(
+        clone_error(decode(&magic, 64)),
+        CloneStreamError::BadMagic
+    ));
     let mut version = good;
     version[8] = 2;
     assert!(matches!(
@@ -236,7 +249,11 @@ fn unknown_records_counts_and_trailing_bytes_are_refused() {
     miscount[frames_at] = 1;
     assert!(matches!(
         clone_error(decode(&miscount, 64)),
-        CloneStreamError::CountMismatch { expected_frames: 1, frames: 2, .. }
+        CloneStreamError::CountMismatch {
+            expected_frames: 1,
+            frames: 2,
+            ..
+        }
     ));
 
     let mut trailing = s;
