@@ -170,13 +170,27 @@ impl Sender {
         }
     }
 
-    /// Sends the whole stream and has the server commit it.
+    /// Sends the whole stream and has the server commit it. When the source fails (changed,
+    /// shrunk, unreadable), the upload is terminated so the server discards its partial copy
+    /// at once rather than when the next cloner comes.
     pub async fn run(&mut self) -> Result<(), CloneError> {
-        let (mut location, mut offset) = self.create().await?;
+        let (location, offset) = self.create().await?;
+        let mut at = location.clone();
+        let result = self.send(&mut at, offset).await;
+        if let Err(CloneError::Source(e)) = &result {
+            tracing::warn!(error = %e, "The source failed; terminating the upload.");
+            if let Err(f) = self.tus.terminate(&at, None).await {
+                tracing::warn!(error = %f, "Could not terminate the upload.");
+            }
+        }
+        result
+    }
+
+    async fn send(&mut self, location: &mut Url, mut offset: u64) -> Result<(), CloneError> {
         let mut base = Checkpoint::start(&self.source);
         loop {
             self.meter.confirm(offset);
-            let (result, sent) = self.patch(&location, offset, base.clone()).await;
+            let (result, sent) = self.patch(location, offset, base.clone()).await;
             let sent = sent?;
             match result {
                 Ok(new_offset) => {
@@ -188,16 +202,30 @@ impl Sender {
                     if let Some(total) = sent.ended
                         && offset == total
                     {
-                        return self.commit(&mut location, total).await;
+                        return self.commit(location, total).await;
                     }
+                }
+                // The server has a different offset than we thought (a restarted cloner was
+                // told a stale one while the old connection still held the upload): go there.
+                Err(Failure::Refused(Refusal {
+                    status: 409,
+                    offset: Some(server),
+                    ..
+                })) => {
+                    tracing::info!(
+                        offset = server,
+                        "The server is at another offset; resuming there."
+                    );
+                    offset = server;
+                    base = latest(&base, &sent.checkpoints, offset);
                 }
                 Err(failure) => {
                     self.back_off("sending the stream", &failure).await?;
-                    match self.tus.head(&location, None).await {
+                    match self.tus.head(location, None).await {
                         Ok(head) => offset = head.offset,
                         Err(Failure::Refused(Refusal { status: 404, .. })) => {
                             tracing::warn!("The server lost the upload; starting it again.");
-                            (location, offset) = self.create().await?;
+                            (*location, offset) = self.create().await?;
                             base = Checkpoint::start(&self.source);
                         }
                         Err(f) => {
@@ -214,7 +242,7 @@ impl Sender {
     }
 
     /// Declares the stream's length: the server checks the digest and commits the target.
-    async fn commit(&mut self, location: &mut Url, total: u64) -> Result<(), CloneError> {
+    async fn commit(&mut self, location: &Url, total: u64) -> Result<(), CloneError> {
         loop {
             let body =
                 PatchBody::streamed(reqwest::Body::from(Vec::new()), 0).declaring_length(total);

@@ -313,7 +313,13 @@ async fn create(
             if let Ok(v) = existing.path().parse() {
                 h.insert(header::LOCATION, v);
             }
-            h.insert("upload-offset", current_offset(&existing).into());
+            // Its old connection may still hold the upload (the server has not noticed it
+            // died yet): wait for it to let go, so the offset is the real one.
+            let offset = match tokio::time::timeout(LOCK_WAIT, existing.sender.lock()).await {
+                Ok(guard) => guard.as_ref().map_or(existing.offset(), PushSender::offset),
+                Err(_) => current_offset(&existing),
+            };
+            h.insert("upload-offset", offset.into());
             return Ok((StatusCode::CREATED, tus_headers(h)).into_response());
         }
         // Only one cloner sends to a clone target: a different stream (the source changed,
