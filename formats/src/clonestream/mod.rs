@@ -151,7 +151,7 @@ impl CloneStreamDecoder {
                         previous_end: self.previous_end,
                     });
                 }
-                let end = offset.checked_add(u64::from(len)).unwrap_or(u64::MAX);
+                let end = offset.saturating_add(u64::from(len));
                 if end > self.header.virtual_size {
                     return Err(CloneStreamError::BeyondDisk {
                         at,

@@ -59,7 +59,7 @@ fn decode(bytes: &[u8], piece: usize) -> Result<Collect, DecodeError> {
         stash: Box::new(MemoryStash::default()),
         budget: 1 << 20,
     };
-    let mut decoder = SPEC.open.clone()(&bytes[..HEADER_LEN.min(bytes.len())], ctx)?;
+    let mut decoder = (SPEC.open)(&bytes[..HEADER_LEN.min(bytes.len())], ctx)?;
     let mut out = Collect {
         disk: decoder.virtual_size(),
         ..Collect::default()
