@@ -79,6 +79,7 @@ IMAGES = {
     "uploadserver.Containerfile": "cdi-uploadserver",
     "apiserver.Containerfile": "cdi-apiserver",
     "uploadproxy.Containerfile": "cdi-uploadproxy",
+    "cloner.Containerfile": "cdi-cloner",
 }
 
 
