@@ -77,15 +77,9 @@ cp "$P/server.crt" "$TGT/etc/tls/tls.crt"
 cp "$P/server.key" "$TGT/etc/tls/tls.key"
 cp "$P/client-ca.crt" "$TGT/etc/tls/ca.crt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
 SERVER_PID=''
 stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  local child
-  for child in $(pgrep -P "$SERVER_PID" || true); do kill "$child" 2>/dev/null || true; done
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
+  stop_timed "$SERVER_PID"
   SERVER_PID=''
 }
 clean_outputs() { rm -rf "$TGT/data/"* "$TGT/data/".disk.img* "$TGT/dev/termination-log" "$WORK/src/dev/termination-log" "$WORK/cp/"* "$WORK/up/"*; }
@@ -131,6 +125,16 @@ record() { # record WHO WALL CPU CLIENT_RSS SERVER_RSS OUTPUT
   ALLOC[$1]=$alloc
 }
 declare -A ALLOC=()
+# record_pair WHO T0 T1 OUTPUT: a client (GNU time in $OUT/.time) and a server (in
+# $WORK/server.time) run from T0 to T1; CPU is both processes'.
+record_pair() {
+  local c_rss c_u c_s s_rss s_u s_s
+  read -r c_rss c_u c_s < <(tail -n 1 "$OUT/.time")
+  read -r s_rss s_u s_s < <(tail -n 1 "$WORK/server.time")
+  record "$1" "$(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.3f", b - a }')" \
+    "$(awk -v a="$c_u" -v b="$c_s" -v c="$s_u" -v d="$s_s" 'BEGIN { printf "%.3f", a + b + c + d }')" \
+    "$c_rss" "$s_rss" "$4"
+}
 cpu_sum() { awk -v u="$1" -v s="$2" 'BEGIN { printf "%.3f", u + s }'; }
 
 one() { # one WHO
@@ -155,12 +159,7 @@ one() { # one WHO
       t1=$EPOCHREALTIME
       SERVER_PID=''
       ((rc == 0)) || return 1
-      local c_rss c_u c_s s_rss s_u s_s
-      read -r c_rss c_u c_s < <(tail -n 1 "$OUT/.time")
-      read -r s_rss s_u s_s < <(tail -n 1 "$WORK/server.time")
-      record ours "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" \
-        "$(awk -v a="$c_u" -v b="$c_s" -v c="$s_u" -v d="$s_s" 'BEGIN { printf "%.3f", a + b + c + d }')" \
-        "$c_rss" "$s_rss" "$TGT/data/disk.img" ;;
+      record_pair ours "$t0" "$t1" "$TGT/data/disk.img" ;;
     cp)
       timed /dev/null cp --sparse=always "$SRC_DIR/disk.img" "$WORK/cp/disk.img" || return 1
       record cp "$T_WALL" "$(cpu_sum "$T_USER" "$T_SYS")" "$T_RSS" "" "$WORK/cp/disk.img" ;;
@@ -184,12 +183,7 @@ one() { # one WHO
       t1=$EPOCHREALTIME
       SERVER_PID=''
       ((rc == 0)) || return 1
-      local c_rss c_u c_s s_rss s_u s_s
-      read -r c_rss c_u c_s < <(tail -n 1 "$OUT/.time")
-      read -r s_rss s_u s_s < <(tail -n 1 "$WORK/server.time")
-      record upstream "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" \
-        "$(awk -v a="$c_u" -v b="$c_s" -v c="$s_u" -v d="$s_s" 'BEGIN { printf "%.3f", a + b + c + d }')" \
-        "$c_rss" "$s_rss" "$WORK/up/disk.img" ;;
+      record_pair upstream "$t0" "$t1" "$WORK/up/disk.img" ;;
   esac
   clean_outputs
 }

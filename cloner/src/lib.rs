@@ -29,18 +29,13 @@ pub use crate::error::CloneError;
 pub fn run(cfg: &Config, paths: &Paths) -> Outcome {
     let progress = Progress::new();
     let extra = Arc::new(Extra::default());
-    match metrics::serve(
+    metrics::start(
         &paths.metrics_addr,
         CLONE_PREFIX,
         cfg.owner_uid.clone(),
-        Arc::clone(&progress),
-        Arc::clone(&extra),
-    ) {
-        Ok(addr) => tracing::info!(%addr, "Serving metrics over HTTPS."),
-        Err(e) => {
-            tracing::warn!(error = %e, addr = %paths.metrics_addr, "Metrics server not started.")
-        }
-    }
+        &progress,
+        &extra,
+    );
     if cfg.preallocation {
         tracing::info!("PREALLOCATION=true: the target's upload server preallocates.");
     }

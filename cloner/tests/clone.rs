@@ -123,6 +123,19 @@ fn wait(child: &mut Child, within: Duration, log: impl Fn() -> String) -> i32 {
     }
 }
 
+/// Waits until the clone through `relay` has sent `bytes`.
+fn wait_forwarded(relay: &Relay, bytes: u64, source: &SourcePod) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while relay.forwarded() < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "the clone did not start:\n{}",
+            source.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Writes `disk` to `path` leaving every zero granule a hole.
 fn write_sparse(path: &Path, disk: &[u8]) {
     let f = std::fs::File::create(path).expect("create");
@@ -261,15 +274,7 @@ fn a_killed_cloner_restarted_resumes_where_the_server_stood() {
     let relay = Relay::start(server.port());
     relay.limit_rate(Some(4 << 20));
     let mut first = source.start(&server, &relay.url());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while relay.forwarded() < (4 << 20) {
-        assert!(
-            Instant::now() < deadline,
-            "the clone did not start:\n{}",
-            source.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_forwarded(&relay, 4 << 20, &source);
     first.kill().expect("kill the cloner");
     first.wait().expect("reap");
     relay.limit_rate(None);
@@ -395,15 +400,7 @@ fn a_source_changed_mid_clone_fails_and_the_partial_copy_is_discarded() {
     let relay = Relay::start(server.port());
     relay.limit_rate(Some(4 << 20));
     let mut child = source.start(&server, &relay.url());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while relay.forwarded() < (1 << 20) {
-        assert!(
-            Instant::now() < deadline,
-            "the clone did not start:\n{}",
-            source.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_forwarded(&relay, 1 << 20, &source);
     std::fs::File::options()
         .write(true)
         .open(source.source())

@@ -64,6 +64,26 @@ pub fn render(prefix: &str, owner_uid: &str, progress: &Progress, extra: &Extra)
     out
 }
 
+/// [`serve`], logging where it listens, or why it could not (the work goes on without it).
+pub fn start(
+    addr: &str,
+    prefix: &'static str,
+    owner_uid: String,
+    progress: &Arc<Progress>,
+    extra: &Arc<Extra>,
+) {
+    match serve(
+        addr,
+        prefix,
+        owner_uid,
+        Arc::clone(progress),
+        Arc::clone(extra),
+    ) {
+        Ok(addr) => tracing::info!(%addr, "Serving metrics over HTTPS."),
+        Err(e) => tracing::warn!(error = %e, %addr, "Metrics server not started."),
+    }
+}
+
 /// Starts the HTTPS metrics server on `addr` in a background thread; returns the bound address.
 pub fn serve(
     addr: &str,

@@ -154,19 +154,7 @@ impl TargetSpec {
         progress: &Arc<Progress>,
     ) -> Result<Written, Failure> {
         let sink = self.open().map_err(Failure::untouched)?;
-        let report = cdi_datapath::import(source, sink, spec, progress)?;
-        tracing::info!(
-            format = %report.format_chain(),
-            source_bytes = report.source_bytes,
-            written = report.written,
-            holes = report.holes,
-            seconds = report.elapsed.as_secs_f64(),
-            "Image written."
-        );
-        Ok(Written {
-            preallocation_applied: report.sink.preallocated,
-            digest: report.digest,
-        })
+        import_into(sink, source, spec, progress)
     }
 
     /// Writes a clone stream from `source`: the target gets exactly the source's size (a
@@ -196,19 +184,7 @@ impl TargetSpec {
                 )
             }
         };
-        let report = cdi_datapath::import(source, sink, spec, progress)?;
-        tracing::info!(
-            source_bytes = report.source_bytes,
-            size = report.decode.image_size,
-            written = report.written,
-            holes = report.holes,
-            seconds = report.elapsed.as_secs_f64(),
-            "Clone written."
-        );
-        Ok(Written {
-            preallocation_applied: report.sink.preallocated,
-            digest: report.digest,
-        })
+        import_into(sink, source, spec, progress)
     }
 
     /// Unpacks a (possibly compressed) tar stream from `source` into the Filesystem volume.
@@ -285,6 +261,29 @@ impl TargetSpec {
             }
         }
     }
+}
+
+/// Runs the data path from `source` into `sink` and logs what it did.
+fn import_into(
+    sink: Box<dyn Sink>,
+    source: Box<dyn Source>,
+    spec: &ImportSpec,
+    progress: &Arc<Progress>,
+) -> Result<Written, Failure> {
+    let report = cdi_datapath::import(source, sink, spec, progress)?;
+    tracing::info!(
+        format = %report.format_chain(),
+        size = report.decode.image_size,
+        source_bytes = report.source_bytes,
+        written = report.written,
+        holes = report.holes,
+        seconds = report.elapsed.as_secs_f64(),
+        "Image written."
+    );
+    Ok(Written {
+        preallocation_applied: report.sink.preallocated,
+        digest: report.digest,
+    })
 }
 
 /// The directory a file target lives in.
