@@ -95,14 +95,7 @@ start_server() {
     LISTEN_PORT="$PORT" UPLOAD_IMAGE_SIZE="$VIRT_BYTES" FILESYSTEM_OVERHEAD=0 CONTENT_TYPE=clone \
     OWNER_UID=bench "$CDI_UPLOADSERVER" </dev/null 2>>"$LOG" &
   SERVER_PID=$!
-  local i
-  for ((i = 0; i < 2000; i++)); do
-    listening "$PORT" && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.01
-  done
-  say "cdi-uploadserver did not listen on $PORT; see $LOG"
-  return 1
+  await_listening "$PORT" "$SERVER_PID" || { say "cdi-uploadserver did not listen on $PORT; see $LOG"; return 1; }
 }
 
 # ------------------------------------------------------------------------------- run

@@ -38,3 +38,13 @@ stop_timed() {
   for child in $(pgrep -P "$1" || true); do kill "$child" 2>/dev/null || true; done
   if kill "$1" 2>/dev/null; then wait "$1" 2>/dev/null || true; fi
 }
+# await_listening PORT PID: waits up to 20 s for PORT to listen; fails at once if PID exits.
+await_listening() {
+  local i
+  for ((i = 0; i < 2000; i++)); do
+    listening "$1" && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.01
+  done
+  return 1
+}

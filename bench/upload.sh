@@ -165,14 +165,7 @@ start_server() {
     LISTEN_PORT="$UPLOAD_PORT" UPLOAD_IMAGE_SIZE="$VIRT_BYTES" FILESYSTEM_OVERHEAD=0 \
     OWNER_UID=bench "$CDI_UPLOADSERVER" </dev/null 2>>"$LOG" &
   SERVER_PID=$!
-  local i
-  for ((i = 0; i < 2000; i++)); do
-    listening "$UPLOAD_PORT" && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.01
-  done
-  say "cdi-uploadserver did not listen on $UPLOAD_PORT; see $LOG"
-  return 1
+  await_listening "$UPLOAD_PORT" "$SERVER_PID" || { say "cdi-uploadserver did not listen on $UPLOAD_PORT; see $LOG"; return 1; }
 }
 
 # ------------------------------------------------------------------------------- run
