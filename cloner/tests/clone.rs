@@ -30,13 +30,19 @@ enum Mode {
 struct SourcePod {
     root: tempfile::TempDir,
     mode: Mode,
+    /// Where the cloner serves its metrics.
+    metrics_port: u16,
 }
 
 impl SourcePod {
     /// A source volume holding `disk` sparsely: only non-zero granules are written.
     fn new(mode: Mode, disk: &[u8]) -> SourcePod {
         let root = tempfile::tempdir().expect("tempdir");
-        let pod = SourcePod { root, mode };
+        let pod = SourcePod {
+            root,
+            mode,
+            metrics_port: cdi_testdata::uploadpod::free_port(),
+        };
         std::fs::create_dir_all(pod.source().parent().expect("parent")).expect("mount");
         std::fs::create_dir_all(pod.root.path().join("dev")).expect("dev");
         write_sparse(&pod.source(), disk);
@@ -75,7 +81,10 @@ impl SourcePod {
         Command::new(env!("CARGO_BIN_EXE_cdi-cloner"))
             .env_clear()
             .env("CDI_ROOT", self.root.path())
-            .env("CDI_METRICS_ADDR", "127.0.0.1:0")
+            .env(
+                "CDI_METRICS_ADDR",
+                format!("127.0.0.1:{}", self.metrics_port),
+            )
             .env("RUST_LOG", "info")
             .env("UPLOAD_URL", format!("{url}/v1beta1/upload"))
             .env("CLIENT_CERT", &server.client().cert_pem)
@@ -275,6 +284,22 @@ fn a_killed_cloner_restarted_resumes_where_the_server_stood() {
     relay.limit_rate(Some(4 << 20));
     let mut first = source.start(&server, &relay.url());
     wait_forwarded(&relay, 4 << 20, &source);
+    // Both ends report progress while the clone runs.
+    let cloner = metric(
+        &format!("https://127.0.0.1:{}/metrics", source.metrics_port),
+        None,
+        "kubevirt_cdi_clone_progress_total{ownerUID=\"target-claim-uid\"}",
+    );
+    assert!(cloner > 0.0 && cloner < 100.0, "cloner progress {cloner}");
+    let uploaded = metric(
+        &format!("{}/metrics", url(&server)),
+        Some(&server),
+        "kubevirt_cdi_upload_progress_total",
+    );
+    assert!(
+        uploaded > 0.0 && uploaded < 100.0,
+        "server progress {uploaded}"
+    );
     first.kill().expect("kill the cloner");
     first.wait().expect("reap");
     relay.limit_rate(None);
@@ -293,6 +318,37 @@ fn a_killed_cloner_restarted_resumes_where_the_server_stood() {
         server.image() == data,
         "the resumed clone differs from the source"
     );
+}
+
+/// The value of the metric line starting with `name` at `url` (the cloner's self-signed
+/// endpoint, or with `server`'s CA and client certificate).
+fn metric(url: &str, server: Option<&UploadPod>, name: &str) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let text = rt.block_on(async {
+        let b = reqwest::Client::builder();
+        let b = match server {
+            Some(pod) => b
+                .tls_certs_only([
+                    reqwest::Certificate::from_pem(pod.server_ca().pem.as_bytes()).expect("ca"),
+                ])
+                .identity(
+                    reqwest::Identity::from_pem(pod.client().identity_pem().as_bytes())
+                        .expect("identity"),
+                ),
+            None => b.tls_danger_accept_invalid_certs(true),
+        };
+        let client = b.build().expect("client");
+        let r = client.get(url).send().await.expect("metrics answer");
+        r.text().await.expect("metrics text")
+    });
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
 /// The clone stream of `path`, made by the cloner's own producer.
