@@ -62,7 +62,7 @@ VIRT_BYTES=$(stat -c %s "$SRC_DIR/disk.img")
 CLIENT_NAME=src-ns/src-claim-tgt-ns/tgt-claim
 P=$WORK/pki
 cert() { # cert NAME CN CA [SAN]
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$P/$1.key" -out "$P/$1.csr" -subj "/CN=$2" 2>>"$LOG"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$P/$1.key" -out "$P/$1.csr" -subj "/CN=${2//\//\\/}" 2>>"$LOG"
   printf 'subjectAltName=%s\n' "${4:-DNS:client}" >"$P/$1.ext"
   openssl x509 -req -in "$P/$1.csr" -CA "$P/$3.crt" -CAkey "$P/$3.key" -CAcreateserial -days 2 \
     -extfile "$P/$1.ext" -out "$P/$1.crt" 2>>"$LOG"
@@ -233,8 +233,9 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
   echo
   echo "Verdict: $verdict; every copy identical to disk.raw: $identical."
   echo
-  echo "- ours: the cloner reads the source's data extents (SEEK_DATA/SEEK_HOLE), drops zero granules, hashes every"
-  echo "  frame (sha256) and sends over TLS 1.3; the server decrypts, hashes again, writes with O_DIRECT and fsyncs."
+  echo "- ours: the cloner reads the source's data extents (SEEK_DATA/SEEK_HOLE), drops zero granules, checksums every"
+  echo "  frame (CRC-64, the stream's digest a sha256 over them) and sends over TLS 1.3; the server decrypts, checks"
+  echo "  the same, writes with O_DIRECT and fsyncs."
   echo "  Both processes share the $(nproc) cores: the CPU floor is the ratio to cp no scheduling can beat here."
   echo "- upstream-style has no snappy layer (upstream has one, which adds CPU on both sides)."
   echo

@@ -43,7 +43,10 @@ def main():
                     if not data:
                         break
                     tls.sendall(data)
-                tls.unwrap()
+                try:
+                    tls.unwrap()
+                except (ssl.SSLError, OSError):
+                    pass  # the server closed once it had everything
 
 
 if __name__ == "__main__":

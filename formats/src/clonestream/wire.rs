@@ -8,11 +8,22 @@
 //!  end     (64)  kind "END!" u32  | 48 u32      | 0 u64 | frames u64 | data bytes u64 | digest
 //! ```
 //!
-//! Each frame's digest is sha256(offset ‖ length ‖ data); the stream's digest is sha256 of the
-//! header followed by every frame's digest in order. A sender that resumes at a frame boundary
-//! carries the stream digest's state over instead of hashing again what was already sent.
+//! Each frame's record is offset ‖ length ‖ CRC-64/NVME of its data; the stream's digest is
+//! sha256 of the header followed by every frame's record in order. A sender that resumes at a
+//! frame boundary carries the stream digest's state over instead of hashing again what was
+//! already sent.
+//!
+//! Why a CRC per frame and not a sha256: the digest guards against accidents (a source read
+//! wrong, a stream regenerated differently after a resume, a write lost), not against an
+//! attacker, whom mutual TLS keeps off the wire; a 64-bit CRC over at most 1 MiB misses an
+//! accidental change with probability 2^-64 and runs at memory speed (PCLMULQDQ), while sha256
+//! over every byte on both ends cost 0.4 s of CPU on the benchmark's 365 MiB (2 cores, SHA-NI).
+//! The sha256 over the records binds order, offsets and lengths.
 
 use sha2::{Digest, Sha256};
+
+/// A frame's record in the stream digest: offset, length, CRC-64/NVME of the data.
+pub type FrameRecord = [u8; 20];
 
 /// The first bytes of every clone stream. Never looked for by format detection: a raw disk
 /// that starts with these bytes stays a raw disk.
@@ -65,24 +76,42 @@ pub fn encode_end(digest: &StreamDigest) -> [u8; END_LEN] {
     e
 }
 
-/// One frame's digest, fed its data as it streams by.
-#[derive(Debug, Clone)]
-pub struct FrameHasher(Sha256);
+/// One frame's record, its CRC fed the data as it streams by.
+#[derive(Clone)]
+pub struct FrameHasher {
+    offset: u64,
+    len: u32,
+    crc: crc_fast::Digest,
+}
+
+impl std::fmt::Debug for FrameHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameHasher")
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
 
 impl FrameHasher {
     pub fn new(offset: u64, len: u32) -> FrameHasher {
-        let mut h = Sha256::new();
-        h.update(offset.to_le_bytes());
-        h.update(len.to_le_bytes());
-        FrameHasher(h)
+        FrameHasher {
+            offset,
+            len,
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
+        }
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
+        self.crc.update(data);
     }
 
-    pub fn finish(self) -> Sha256Digest {
-        self.0.finalize().into()
+    pub fn finish(self) -> FrameRecord {
+        let mut r = [0u8; 20];
+        r[..8].copy_from_slice(&self.offset.to_le_bytes());
+        r[8..12].copy_from_slice(&self.len.to_le_bytes());
+        r[12..].copy_from_slice(&self.crc.finalize().to_le_bytes());
+        r
     }
 }
 
@@ -107,8 +136,8 @@ impl StreamDigest {
         }
     }
 
-    /// Adds a frame of `len` bytes whose digest is `frame`.
-    pub fn add(&mut self, frame: &Sha256Digest, len: u32) {
+    /// Adds a frame of `len` bytes whose record is `frame`.
+    pub fn add(&mut self, frame: &FrameRecord, len: u32) {
         self.hasher.update(frame);
         self.frames += 1;
         self.data_bytes += u64::from(len);
