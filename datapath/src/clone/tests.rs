@@ -193,3 +193,62 @@ fn a_source_cut_short_during_the_clone_fails() {
     };
     assert!(matches!(err, Error::SourceShrank(_)), "{err}");
 }
+
+/// Imports `path` with `format` into memory: the image, or the error.
+fn import_file(
+    path: &std::path::Path,
+    format: crate::FormatChoice,
+    capacity: Option<u64>,
+) -> Result<Vec<u8>, Error> {
+    let (sink, image) = crate::sink::MemorySink::new(capacity);
+    let spec = crate::ImportSpec {
+        format,
+        ..crate::ImportSpec::default()
+    };
+    let source = crate::source::FileSource::open(path)?;
+    crate::import(
+        Box::new(source),
+        Box::new(sink),
+        &spec,
+        &crate::Progress::new(),
+    )
+    .map_err(|f| f.error)?;
+    let bytes = image.lock().expect("image").bytes.clone();
+    Ok(bytes)
+}
+
+#[test]
+fn the_pipeline_takes_a_clone_stream_only_when_told_and_a_raw_disk_with_its_magic_stays_raw() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = sparse_source(dir.path());
+    let source = Arc::new(CloneSource::open(&path, SourceKind::File).expect("open"));
+    let stream = whole(&mut Producer::new(
+        Arc::clone(&source),
+        Checkpoint::start(&source),
+    ));
+    let stream_file = dir.path().join("stream");
+    std::fs::write(&stream_file, &stream).expect("write");
+
+    let mut decoded = import_file(&stream_file, crate::FormatChoice::CloneStream, None)
+        .expect("forced clone stream");
+    decoded.resize(6 << 20, 0);
+    assert_eq!(decoded, std::fs::read(&path).expect("read"));
+
+    let mut raw = import_file(&stream_file, crate::FormatChoice::Auto, None).expect("auto");
+    raw.resize(stream.len(), 0);
+    assert_eq!(
+        raw, stream,
+        "detection took the clone stream for something else"
+    );
+
+    let err = import_file(
+        &stream_file,
+        crate::FormatChoice::CloneStream,
+        Some(4 << 20),
+    )
+    .expect_err("too small");
+    assert!(
+        matches!(err, Error::TooLarge { needed, capacity } if needed == 6 << 20 && capacity == 4 << 20),
+        "{err}"
+    );
+}
