@@ -95,7 +95,8 @@ enum State {
         guest: u64,
         remaining: u32,
         len: u32,
-        hasher: FrameHasher,
+        /// Boxed: a CRC state is large beside the other states.
+        hasher: Box<FrameHasher>,
     },
     /// Gathering the end record's payload.
     End {
@@ -166,7 +167,7 @@ impl CloneStreamDecoder {
                     guest: offset,
                     remaining: len,
                     len,
-                    hasher: FrameHasher::new(offset, len),
+                    hasher: Box::new(FrameHasher::new(offset, len)),
                 })
             }
             KIND_END if len as usize == END_PAYLOAD_LEN && offset == 0 => Ok(State::End {
