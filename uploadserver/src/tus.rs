@@ -327,10 +327,14 @@ async fn create(
         tracing::info!(id = %existing.id, "A different clone stream replaces the unfinished one.");
         terminate(&s, &existing.id).await?;
     }
-    // A stream of unknown length is sized for progress by the client's estimate, if any.
+    // A clone stream of unknown length is sized for progress by the cloner's estimate (an
+    // upper bound; its decoder never relies on the length). Other formats get no length.
     let estimate = match length {
         Some(l) => Some(l),
-        None => metadata(&headers, "estimate")?.and_then(|e| e.trim().parse().ok()),
+        None if s.content_type == ContentType::Clone => {
+            metadata(&headers, "estimate")?.and_then(|e| e.trim().parse().ok())
+        }
+        None => None,
     };
     let upload = {
         let mut phase = s.phase();
