@@ -18,6 +18,13 @@ struct Args {
     /// Image of upload server pods.
     #[arg(long, env = "UPLOADSERVER_IMAGE")]
     uploadserver_image: String,
+    /// Image of clone source pods (host-assisted clones).
+    #[arg(
+        long,
+        env = "CLONER_IMAGE",
+        default_value = "quay.io/cdi-rs/cdi-cloner:latest"
+    )]
+    cloner_image: String,
     /// imagePullPolicy of worker pods.
     #[arg(long, env = "PULL_POLICY", default_value = "IfNotPresent")]
     pull_policy: String,
@@ -63,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         importer_image: args.importer_image,
         uploadserver_image: args.uploadserver_image,
+        cloner_image: args.cloner_image,
         pull_policy: args.pull_policy,
         namespace: args.namespace,
         verbosity: args.verbosity,

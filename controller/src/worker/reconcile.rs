@@ -6,23 +6,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cdi_crds::annotations::{content, import, pod as pod_ann, switches};
+use cdi_crds::annotations::{clone, condition, content, import, pod as pod_ann, switches};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
+use super::cloner::{self, CloneRequest};
 use super::state::{Next, observe};
 use super::{WorkerKind, importer, pod, upload};
-use crate::context::object_key;
+use crate::context::{EventSpec, object_key};
 use crate::metrics::ControllerLabels;
 use crate::{Context, Error, naming};
 
 const CONTROLLER: &str = "worker";
 /// Label selecting what the controller creates (claims, pods, Services, Secrets).
 const CDI_SELECTOR: &str = "app=containerized-data-importer";
+/// Label selecting cloner pods.
+const CLONE_SOURCE_SELECTOR: &str = "cdi.kubevirt.io=cdi-clone-source";
 
 /// Runs the worker controller until `shutdown` resolves.
 pub async fn run(
@@ -38,6 +42,18 @@ pub async fn run(
     .owns(Api::<Pod>::all(client.clone()), owned())
     .owns(Api::<Service>::all(client.clone()), owned())
     .owns(Api::<Secret>::all(client.clone()), owned())
+    // A cloner pod in another namespace than its target claim cannot be owned by it.
+    .watches(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(CLONE_SOURCE_SELECTOR),
+        |pod| {
+            let (ns, name) = pod
+                .annotations()
+                .get(clone::CLONE_TARGET)?
+                .split_once('/')?;
+            Some(ObjectRef::new(name).within(ns))
+        },
+    )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, Arc::new(ctx))
     .for_each(|_| futures::future::ready(()))
@@ -83,14 +99,14 @@ async fn reconcile_claim(
     if claim.metadata.deletion_timestamp.is_some() {
         // The claim is protected while a pod uses it; the pod must go first.
         ctx.worker_backoff.forget(claim);
-        cleanup(ctx, &ns, &name, kind, false).await?;
+        cleanup(ctx, claim, kind, false).await?;
         return Ok(Action::await_change());
     }
     let done = is(pod_ann::PHASE, "Succeeded");
     if done || is(import::FATAL_ERROR, "true") {
         ctx.worker_backoff.forget(claim);
         if !(done && retain) {
-            cleanup(ctx, &ns, &name, kind, false).await?;
+            cleanup(ctx, claim, kind, false).await?;
         }
         return Ok(Action::await_change());
     }
@@ -121,6 +137,12 @@ async fn reconcile_claim(
     match next {
         Next::Wait => {
             patch_annotations(ctx, claim, &update, None).await?;
+            if kind == WorkerKind::CloneTarget {
+                let ready = update.get(pod_ann::READY).is_some_and(|r| r == "true");
+                if let Some(action) = drive_clone_source(ctx, claim, &pod, ready).await? {
+                    return Ok(action);
+                }
+            }
         }
         Next::Complete {
             preallocation_applied,
@@ -134,19 +156,19 @@ async fn reconcile_claim(
             tracing::info!(pod = %pod_name, "Transfer complete.");
             ctx.worker_backoff.forget(claim);
             if !retain {
-                cleanup(ctx, &ns, &name, kind, false).await?;
+                cleanup(ctx, claim, kind, false).await?;
             }
         }
         Next::Fail { reason, message } => {
             patch_annotations(ctx, claim, &update, None).await?;
             ctx.publish(&claim_ref, &kind.claim_failed(&message)).await;
             tracing::warn!(pod = %pod_name, %reason, %message, "Transfer failed for good; not retrying.");
-            cleanup(ctx, &ns, &name, kind, false).await?;
+            cleanup(ctx, claim, kind, false).await?;
         }
         Next::Recreate => {
             patch_annotations(ctx, claim, &update, None).await?;
             tracing::warn!(pod = %pod_name, "Worker pod ended without finishing; recreating it.");
-            cleanup(ctx, &ns, &name, kind, true).await?;
+            cleanup(ctx, claim, kind, true).await?;
             return Ok(Action::requeue(
                 ctx.worker_backoff
                     .wait(claim)
@@ -243,7 +265,7 @@ async fn create_worker(
             settings: &ctx.settings,
             config: &config,
         }),
-        WorkerKind::UploadServer => {
+        WorkerKind::UploadServer | WorkerKind::CloneTarget => {
             let name = claim.name_any();
             let service = naming::upload_service(&name);
             let (data, deadline) =
@@ -331,28 +353,235 @@ where
 }
 
 /// Deletes the worker pod and the objects its kind keeps beside it (all but the Service when
-/// `renew` asks only for a fresh pod and certificates).
+/// `renew` asks only for a fresh pod and certificates), and a clone's cloner pod and Secret in
+/// the source's namespace.
 async fn cleanup(
     ctx: &Context,
-    ns: &str,
-    claim: &str,
+    claim: &PersistentVolumeClaim,
     kind: WorkerKind,
     renew: bool,
 ) -> Result<(), Error> {
     let client = ctx.client.clone();
+    let ns = claim
+        .namespace()
+        .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let name = claim.name_any();
+    if kind == WorkerKind::CloneTarget
+        && let Some(request) = CloneRequest::of(claim)
+    {
+        // The source goes first: a cloner without its server only fails and retries.
+        let cloner_pod = cloner::pod_name(claim);
+        delete_if_present(
+            &Api::<Pod>::namespaced(client.clone(), &request.namespace),
+            &cloner_pod,
+        )
+        .await?;
+        delete_if_present(
+            &Api::<Secret>::namespaced(client.clone(), &request.namespace),
+            &cloner_pod,
+        )
+        .await?;
+    }
     delete_if_present(
-        &Api::<Pod>::namespaced(client.clone(), ns),
-        &kind.pod_name(claim),
+        &Api::<Pod>::namespaced(client.clone(), &ns),
+        &kind.pod_name(&name),
     )
     .await?;
-    let companions = kind.companions(claim);
+    let companions = kind.companions(&name);
     if let Some(secret) = companions.secret {
-        delete_if_present(&Api::<Secret>::namespaced(client.clone(), ns), &secret).await?;
+        delete_if_present(&Api::<Secret>::namespaced(client.clone(), &ns), &secret).await?;
     }
     if let Some(service) = companions.service.filter(|_| !renew) {
-        delete_if_present(&Api::<Service>::namespaced(client, ns), &service).await?;
+        delete_if_present(&Api::<Service>::namespaced(client, &ns), &service).await?;
     }
     Ok(())
+}
+
+/// How long a clone waits for other users of its source to let go before looking again.
+const SOURCE_IN_USE_RETRY: Duration = Duration::from_secs(10);
+
+/// The source side of a host-assisted clone: once the target's upload server is ready, the
+/// cloner pod (and its certificate) in the source's namespace; then its state, copied onto the
+/// target claim as upstream's `storage.condition.source.running*`. `Some` when the reconcile
+/// should end with that action.
+async fn drive_clone_source(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    upload_pod: &Pod,
+    ready: bool,
+) -> Result<Option<Action>, Error> {
+    let Some(request) = CloneRequest::of(claim) else {
+        return Ok(None);
+    };
+    let client = ctx.client.clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &request.namespace);
+    let cloner_name = cloner::pod_name(claim);
+    let address = cloner::upload_address(upload_pod);
+    if let Some(cloner_pod) = pods.get_opt(&cloner_name).await? {
+        if cloner_pod.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        if address.is_some() && cloner_upload_address(&cloner_pod) != address {
+            // The upload pod was replaced: the cloner must find the new one.
+            tracing::info!(pod = %cloner_name, "Upload server moved; replacing the cloner pod.");
+            delete_if_present(&pods, &cloner_name).await?;
+            return Ok(Some(Action::requeue(Duration::from_secs(1))));
+        }
+        let (state, next) = observe(&cloner_pod, WorkerKind::CloneTarget);
+        let source_state: BTreeMap<String, String> = [
+            (condition::RUNNING, condition::SOURCE_RUNNING),
+            (condition::RUNNING_REASON, condition::SOURCE_RUNNING_REASON),
+            (
+                condition::RUNNING_MESSAGE,
+                condition::SOURCE_RUNNING_MESSAGE,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(from, to)| state.get(from).map(|v| (to.to_owned(), v.clone())))
+        .collect();
+        patch_annotations(ctx, claim, &source_state, None).await?;
+        match next {
+            Next::Fail { reason, message } => {
+                fail_clone(
+                    ctx,
+                    claim,
+                    &reason,
+                    &format!("clone source failed: {message}"),
+                )
+                .await?;
+                return Ok(Some(Action::await_change()));
+            }
+            Next::Recreate => {
+                delete_if_present(&pods, &cloner_name).await?;
+                return Ok(Some(Action::requeue(
+                    ctx.worker_backoff
+                        .wait(claim)
+                        .unwrap_or(Duration::from_secs(1)),
+                )));
+            }
+            Next::Wait | Next::Complete { .. } => {}
+        }
+        return Ok(None);
+    }
+    if !ready {
+        return Ok(None);
+    }
+    let source = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &request.namespace)
+        .get_opt(&request.name)
+        .await?;
+    let source = match source {
+        Some(s) if s.metadata.deletion_timestamp.is_none() => s,
+        gone => {
+            let state = if gone.is_some() {
+                "is being deleted"
+            } else {
+                "no longer exists"
+            };
+            let message = format!(
+                "the clone source claim {} {state}; nothing was copied: create the source again \
+                 and recreate the DataVolume",
+                request.key()
+            );
+            fail_clone(ctx, claim, "CloneWithoutSource", &message).await?;
+            return Ok(Some(Action::await_change()));
+        }
+    };
+    let users: Vec<String> = pods
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| cloner::uses_claim(p, &request.name, &cloner_name))
+        .map(|p| p.name_any())
+        .collect();
+    if !users.is_empty() {
+        ctx.publish(
+            &claim.object_ref(&()),
+            &EventSpec::warning(
+                "CloneSourceInUse",
+                format!(
+                    "pod(s) {} use the clone source {}; the clone starts when they stop",
+                    users.join(", "),
+                    request.key()
+                ),
+            ),
+        )
+        .await;
+        return Ok(Some(Action::requeue(SOURCE_IN_USE_RETRY)));
+    }
+    let Some(address) = address else {
+        return Ok(Some(Action::requeue(Duration::from_secs(2))));
+    };
+    let config = ctx.stores.effective_config();
+    let input = cloner::ClonerInput {
+        target: claim,
+        source: &source,
+        upload_addr: &address,
+        settings: &ctx.settings,
+        config: &config,
+    };
+    let (cert, key) = ctx
+        .upload_certs
+        .client_certificate_named(&cloner::client_name(&request, claim), SystemTime::now())?;
+    let secret = cloner::render_secret(&input, cert, key, ctx.upload_certs.server_ca_bundle());
+    create_or_keep(
+        &Api::<Secret>::namespaced(client.clone(), &request.namespace),
+        &secret,
+    )
+    .await?;
+    create_or_keep(&pods, &cloner::render_pod(&input)).await?;
+    ctx.metrics
+        .pods_created
+        .get_or_create(&ControllerLabels {
+            controller: "clone-source".into(),
+        })
+        .inc();
+    tracing::info!(pod = %cloner_name, source = %request.key(), "Clone source pod created.");
+    patch_annotations(
+        ctx,
+        claim,
+        &BTreeMap::from([(pod_ann::SOURCE_CLONE_POD_NAME.to_owned(), cloner_name)]),
+        None,
+    )
+    .await?;
+    Ok(None)
+}
+
+/// The `UPLOAD_SERVER_ADDR` a cloner pod was given.
+fn cloner_upload_address(pod: &Pod) -> Option<String> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .first()?
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "UPLOAD_SERVER_ADDR")
+        .and_then(|e| e.value.clone())
+}
+
+/// Fails a clone for good: the claim records why (the DataVolume fails with it), and the
+/// worker pods on both sides are deleted.
+async fn fail_clone(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let update = BTreeMap::from([
+        (import::FATAL_ERROR.to_owned(), "true".to_owned()),
+        (condition::RUNNING.to_owned(), "false".to_owned()),
+        (condition::RUNNING_REASON.to_owned(), reason.to_owned()),
+        (condition::RUNNING_MESSAGE.to_owned(), message.to_owned()),
+    ]);
+    patch_annotations(ctx, claim, &update, None).await?;
+    ctx.publish(
+        &claim.object_ref(&()),
+        &WorkerKind::CloneTarget.claim_failed(message),
+    )
+    .await;
+    tracing::warn!(%reason, %message, "Clone failed for good; not retrying.");
+    cleanup(ctx, claim, WorkerKind::CloneTarget, false).await
 }
 
 /// Merges `update` into the claim's annotations (and `labels` into its labels) when anything
