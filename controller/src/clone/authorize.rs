@@ -41,7 +41,7 @@ pub fn check_with(
     };
     let Some(validator) = validator else {
         return Err(denied(
-            "this controller was not given cdi-apiserver's token key (--clone-token-key), so \
+            "this controller was not given cdi-apiserver's token key (--token-public-key), so \
              it cannot check cross-namespace clones"
                 .into(),
         ));
@@ -146,7 +146,7 @@ mod tests {
                 None,
                 token(&issuer, &right),
                 t0(),
-                Some("--clone-token-key"),
+                Some("--token-public-key"),
             ),
             (
                 "no token",
