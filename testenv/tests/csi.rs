@@ -10,23 +10,34 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cdi_testenv::wait::until;
 use cdi_testenv::{CSI_DRIVER, CSI_STORAGE_CLASS, SNAPSHOT_CLASS, TestCluster};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
 const MI: u64 = 1 << 20;
 
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    match cdi_testenv::wait::eventually(what, TIMEOUT, check).await {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    }
+/// What each test starts from: a local cluster with the CSI stand-in, a namespace, its claims.
+struct Fixture {
+    cluster: TestCluster,
+    client: Client,
+    ns: String,
+    claims: Api<PersistentVolumeClaim>,
+}
+
+/// The fixture with a namespace named from `prefix`, or `None` against another cluster.
+async fn fixture(prefix: &str) -> Option<Fixture> {
+    let cluster = csi_cluster().await?;
+    let client = cluster.client();
+    let ns = cluster.create_namespace(prefix).await.expect("namespace");
+    let claims = Api::namespaced(client.clone(), &ns);
+    Some(Fixture {
+        cluster,
+        client,
+        ns,
+        claims,
+    })
 }
 
 /// A local cluster with the CSI stand-in, or `None` against another cluster.
@@ -65,6 +76,24 @@ fn claim(
         .expect("claim")
 }
 
+/// Creates claim `name` (see [`claim`]).
+async fn create_claim(
+    claims: &Api<PersistentVolumeClaim>,
+    name: &str,
+    class: &str,
+    size: &str,
+    block: bool,
+    source: serde_json::Value,
+) {
+    claims
+        .create(
+            &PostParams::default(),
+            &claim(name, class, size, block, source),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create claim {name}: {e}"));
+}
+
 fn claim_source(name: &str) -> serde_json::Value {
     serde_json::json!({ "kind": "PersistentVolumeClaim", "name": name })
 }
@@ -76,7 +105,7 @@ fn snapshot_source(name: &str) -> serde_json::Value {
 /// Waits until claim `name` is Bound and returns its volume.
 async fn bound_volume(client: &Client, ns: &str, name: &str) -> PersistentVolume {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let volume = eventually(&format!("claim {name} to be bound"), || async {
+    let volume = until(&format!("claim {name} to be bound"), || async {
         let pvc = claims.get(name).await.ok()?;
         (pvc.status?.phase.as_deref() == Some("Bound")).then_some(pvc.spec?.volume_name?)
     })
@@ -130,31 +159,26 @@ fn write_image(path: &Path, len: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csi_clones_are_sparse_grown_copies_expand_and_are_reclaimed() {
-    let Some(cluster) = csi_cluster().await else {
+    let Some(Fixture {
+        cluster,
+        client,
+        ns,
+        claims,
+    }) = fixture("csi-clone").await
+    else {
         return;
     };
-    let client = cluster.client();
-    let ns = cluster
-        .create_namespace("csi-clone")
-        .await
-        .expect("namespace");
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    let pp = PostParams::default();
 
     // The clone is asked for before its source exists: it waits for the source to be bound.
-    claims
-        .create(
-            &pp,
-            &claim(
-                "fs-clone",
-                CSI_STORAGE_CLASS,
-                "32Mi",
-                false,
-                claim_source("fs-src"),
-            ),
-        )
-        .await
-        .expect("create clone");
+    create_claim(
+        &claims,
+        "fs-clone",
+        CSI_STORAGE_CLASS,
+        "32Mi",
+        false,
+        claim_source("fs-src"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let early = claims.get("fs-clone").await.expect("clone");
     assert!(
@@ -162,19 +186,15 @@ async fn csi_clones_are_sparse_grown_copies_expand_and_are_reclaimed() {
         "provisioned before its source existed"
     );
 
-    claims
-        .create(
-            &pp,
-            &claim(
-                "fs-src",
-                CSI_STORAGE_CLASS,
-                "16Mi",
-                false,
-                serde_json::Value::Null,
-            ),
-        )
-        .await
-        .expect("create source");
+    create_claim(
+        &claims,
+        "fs-src",
+        CSI_STORAGE_CLASS,
+        "16Mi",
+        false,
+        serde_json::Value::Null,
+    )
+    .await;
     let src = local_path(&bound_volume(&client, &ns, "fs-src").await);
     std::fs::create_dir_all(src.join("sub")).expect("mkdir");
     write_image(&src.join("disk.img"), 16 * MI);
@@ -186,19 +206,15 @@ async fn csi_clones_are_sparse_grown_copies_expand_and_are_reclaimed() {
     assert_ne!(clone, src);
 
     // A second clone, taken now that the source has content: identical and sparse.
-    claims
-        .create(
-            &pp,
-            &claim(
-                "fs-clone2",
-                CSI_STORAGE_CLASS,
-                "16Mi",
-                false,
-                claim_source("fs-src"),
-            ),
-        )
-        .await
-        .expect("create clone");
+    create_claim(
+        &claims,
+        "fs-clone2",
+        CSI_STORAGE_CLASS,
+        "16Mi",
+        false,
+        claim_source("fs-src"),
+    )
+    .await;
     let clone2 = local_path(&bound_volume(&client, &ns, "fs-clone2").await);
     assert_eq!(
         std::fs::read(src.join("disk.img")).ok(),
@@ -217,34 +233,26 @@ async fn csi_clones_are_sparse_grown_copies_expand_and_are_reclaimed() {
     );
 
     // Block: the 16 MiB source cloned into 32 MiB: same bytes, then a hole to the new size.
-    claims
-        .create(
-            &pp,
-            &claim(
-                "blk-src",
-                CSI_STORAGE_CLASS,
-                "16Mi",
-                true,
-                serde_json::Value::Null,
-            ),
-        )
-        .await
-        .expect("create block source");
+    create_claim(
+        &claims,
+        "blk-src",
+        CSI_STORAGE_CLASS,
+        "16Mi",
+        true,
+        serde_json::Value::Null,
+    )
+    .await;
     let blk_src = local_path(&bound_volume(&client, &ns, "blk-src").await);
     write_image(&blk_src, 16 * MI);
-    claims
-        .create(
-            &pp,
-            &claim(
-                "blk-clone",
-                CSI_STORAGE_CLASS,
-                "32Mi",
-                true,
-                claim_source("blk-src"),
-            ),
-        )
-        .await
-        .expect("create block clone");
+    create_claim(
+        &claims,
+        "blk-clone",
+        CSI_STORAGE_CLASS,
+        "32Mi",
+        true,
+        claim_source("blk-src"),
+    )
+    .await;
     let blk_pv = bound_volume(&client, &ns, "blk-clone").await;
     let blk = local_path(&blk_pv);
     let bytes = std::fs::read(&blk).expect("read clone");
@@ -261,21 +269,17 @@ async fn csi_clones_are_sparse_grown_copies_expand_and_are_reclaimed() {
     );
 
     // A clone smaller than its source, or of another volume mode, is refused with an event.
-    claims
-        .create(
-            &pp,
-            &claim(
-                "too-small",
-                CSI_STORAGE_CLASS,
-                "8Mi",
-                true,
-                claim_source("blk-src"),
-            ),
-        )
-        .await
-        .expect("create");
+    create_claim(
+        &claims,
+        "too-small",
+        CSI_STORAGE_CLASS,
+        "8Mi",
+        true,
+        claim_source("blk-src"),
+    )
+    .await;
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let message = eventually("a ProvisioningFailed event for too-small", || async {
+    let message = until("a ProvisioningFailed event for too-small", || async {
         let list = events.list(&Default::default()).await.ok()?;
         list.items
             .into_iter()
@@ -295,7 +299,7 @@ async fn csi_clones_are_sparse_grown_copies_expand_and_are_reclaimed() {
         .patch("blk-clone", &PatchParams::default(), &Patch::Merge(&grow))
         .await
         .expect("expand");
-    eventually("blk-clone to report 48Mi", || async {
+    until("blk-clone to report 48Mi", || async {
         let pvc = claims.get("blk-clone").await.ok()?;
         (pvc.status?.capacity?.get("storage")?.0 == "48Mi").then_some(())
     })
@@ -313,7 +317,7 @@ async fn csi_clones_are_sparse_grown_copies_expand_and_are_reclaimed() {
         .await
         .expect("delete");
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    eventually("the released volume to be deleted", || async {
+    until("the released volume to be deleted", || async {
         pvs.get_opt(&blk_pv.name_any())
             .await
             .ok()?
@@ -334,15 +338,15 @@ fn status(vs: &DynamicObject) -> &serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_are_taken_restored_deleted_and_refused_for_other_storage() {
-    let Some(cluster) = csi_cluster().await else {
+    let Some(Fixture {
+        cluster,
+        client,
+        ns,
+        claims,
+    }) = fixture("csi-snap").await
+    else {
         return;
     };
-    let client = cluster.client();
-    let ns = cluster
-        .create_namespace("csi-snap")
-        .await
-        .expect("namespace");
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let snapshots = cdi_testenv::kubelet::snapshot::volume_snapshots(&client, &ns);
     let contents = cdi_testenv::kubelet::snapshot::volume_snapshot_contents(&client);
     let pp = PostParams::default();
@@ -355,41 +359,33 @@ async fn snapshots_are_taken_restored_deleted_and_refused_for_other_storage() {
         .expect("snapshot")
     };
 
-    claims
-        .create(
-            &pp,
-            &claim(
-                "src",
-                CSI_STORAGE_CLASS,
-                "16Mi",
-                true,
-                serde_json::Value::Null,
-            ),
-        )
-        .await
-        .expect("create");
+    create_claim(
+        &claims,
+        "src",
+        CSI_STORAGE_CLASS,
+        "16Mi",
+        true,
+        serde_json::Value::Null,
+    )
+    .await;
     let src = local_path(&bound_volume(&client, &ns, "src").await);
     write_image(&src, 16 * MI);
 
     // A restore asked for first waits until the snapshot is ready.
-    claims
-        .create(
-            &pp,
-            &claim(
-                "restored",
-                CSI_STORAGE_CLASS,
-                "24Mi",
-                true,
-                snapshot_source("snap"),
-            ),
-        )
-        .await
-        .expect("create restore");
+    create_claim(
+        &claims,
+        "restored",
+        CSI_STORAGE_CLASS,
+        "24Mi",
+        true,
+        snapshot_source("snap"),
+    )
+    .await;
     snapshots
         .create(&pp, &snapshot("snap", "src"))
         .await
         .expect("create snapshot");
-    let ready = eventually("snap to be ready", || async {
+    let ready = until("snap to be ready", || async {
         let vs = snapshots.get("snap").await.ok()?;
         (status(&vs)["readyToUse"].as_bool() == Some(true)).then_some(vs)
     })
@@ -443,7 +439,7 @@ async fn snapshots_are_taken_restored_deleted_and_refused_for_other_storage() {
         .delete("snap", &DeleteParams::default())
         .await
         .expect("delete snapshot");
-    eventually("snap and its content to be gone", || async {
+    until("snap and its content to be gone", || async {
         let gone = snapshots.get_opt("snap").await.ok()?.is_none()
             && contents.get_opt(&content_name).await.ok()?.is_none();
         gone.then_some(())
@@ -460,25 +456,21 @@ async fn snapshots_are_taken_restored_deleted_and_refused_for_other_storage() {
     );
 
     // A claim of non-CSI storage gets an error in the snapshot's status, never a snapshot.
-    claims
-        .create(
-            &pp,
-            &claim(
-                "plain",
-                cdi_testenv::STORAGE_CLASS,
-                "16Mi",
-                false,
-                serde_json::Value::Null,
-            ),
-        )
-        .await
-        .expect("create");
+    create_claim(
+        &claims,
+        "plain",
+        cdi_testenv::STORAGE_CLASS,
+        "16Mi",
+        false,
+        serde_json::Value::Null,
+    )
+    .await;
     bound_volume(&client, &ns, "plain").await;
     snapshots
         .create(&pp, &snapshot("plain-snap", "plain"))
         .await
         .expect("create snapshot");
-    let message = eventually("plain-snap to report an error", || async {
+    let message = until("plain-snap to report an error", || async {
         let vs = snapshots.get("plain-snap").await.ok()?;
         status(&vs)["error"]["message"].as_str().map(str::to_string)
     })
@@ -492,7 +484,7 @@ async fn snapshots_are_taken_restored_deleted_and_refused_for_other_storage() {
         .delete("plain-snap", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually("plain-snap to be gone", || async {
+    until("plain-snap to be gone", || async {
         snapshots
             .get_opt("plain-snap")
             .await
@@ -529,42 +521,34 @@ fn walk_names(root: PathBuf) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cloner_pod_reads_claims_read_only_and_as_devices_with_pem_from_a_secret() {
-    let Some(cluster) = csi_cluster().await else {
+    let Some(Fixture {
+        cluster,
+        client,
+        ns,
+        claims,
+    }) = fixture("csi-cloner").await
+    else {
         return;
     };
-    let client = cluster.client();
-    let ns = cluster
-        .create_namespace("csi-cloner")
-        .await
-        .expect("namespace");
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let pp = PostParams::default();
-    claims
-        .create(
-            &pp,
-            &claim(
-                "fs",
-                CSI_STORAGE_CLASS,
-                "16Mi",
-                false,
-                serde_json::Value::Null,
-            ),
-        )
-        .await
-        .expect("create");
-    claims
-        .create(
-            &pp,
-            &claim(
-                "blk",
-                CSI_STORAGE_CLASS,
-                "16Mi",
-                true,
-                serde_json::Value::Null,
-            ),
-        )
-        .await
-        .expect("create");
+    create_claim(
+        &claims,
+        "fs",
+        CSI_STORAGE_CLASS,
+        "16Mi",
+        false,
+        serde_json::Value::Null,
+    )
+    .await;
+    create_claim(
+        &claims,
+        "blk",
+        CSI_STORAGE_CLASS,
+        "16Mi",
+        true,
+        serde_json::Value::Null,
+    )
+    .await;
     std::fs::write(
         local_path(&bound_volume(&client, &ns, "fs").await).join("disk.img"),
         "fs-data",
@@ -613,7 +597,7 @@ async fn a_cloner_pod_reads_claims_read_only_and_as_devices_with_pem_from_a_secr
     .expect("pod");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     pods.create(&pp, &pod).await.expect("create pod");
-    let done = eventually("the cloner pod to finish", || async {
+    let done = until("the cloner pod to finish", || async {
         let pod = pods.get("cloner").await.ok()?;
         let phase = pod.status.as_ref()?.phase.clone()?;
         matches!(phase.as_str(), "Succeeded" | "Failed").then_some(pod)

@@ -20,9 +20,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::{CSIDriver, CSIDriverSpec, StorageClass};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
+use super::applied;
 use super::snapshot;
 use super::sparse;
 use super::storage::{
@@ -220,16 +220,8 @@ fn data_source(pvc: &PersistentVolumeClaim) -> DataSource {
 /// Watches claims: provisions unbound claims of the class and expands bound ones.
 pub(crate) async fn claim_loop(driver: Arc<CsiDriver>) {
     let api: Api<PersistentVolumeClaim> = Api::all(driver.client.clone());
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
-    while let Some(event) = events.next().await {
-        let pvc = match event {
-            Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) => pvc,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!("CSI stand-in: claim watch: {e}");
-                continue;
-            }
-        };
+    let mut claims = std::pin::pin!(applied(api, "CSI claim"));
+    while let Some(pvc) = claims.next().await {
         let spec = pvc.spec.as_ref();
         if spec.and_then(|s| s.storage_class_name.as_deref()) != Some(CSI_STORAGE_CLASS)
             || pvc.metadata.deletion_timestamp.is_some()
@@ -465,16 +457,8 @@ async fn expand(driver: &CsiDriver, pvc: &PersistentVolumeClaim) -> Result<(), E
 /// volumes whose reclaim policy is Delete, as the external-provisioner does.
 pub(crate) async fn reclaim_loop(driver: Arc<CsiDriver>) {
     let api: Api<PersistentVolume> = Api::all(driver.client.clone());
-    let mut events = std::pin::pin!(watcher(api.clone(), watcher::Config::default()));
-    while let Some(event) = events.next().await {
-        let pv = match event {
-            Ok(watcher::Event::Apply(pv) | watcher::Event::InitApply(pv)) => pv,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!("CSI stand-in: volume watch: {e}");
-                continue;
-            }
-        };
+    let mut volumes = std::pin::pin!(applied(api.clone(), "CSI volume"));
+    while let Some(pv) = volumes.next().await {
         let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
         let delete = pv
             .spec

@@ -222,18 +222,28 @@ async fn register_node(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// The objects a watch on all of `api` reports created or changed (those listed when it starts
+/// too); a watch error is logged, naming `what`, and the watch goes on.
+pub(crate) fn applied<K>(api: Api<K>, what: &'static str) -> impl futures::Stream<Item = K> + Send
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default()).filter_map(move |event| async move {
+        match event {
+            Ok(watcher::Event::Apply(k) | watcher::Event::InitApply(k)) => Some(k),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("stand-in: {what} watch: {e}");
+                None
+            }
+        }
+    })
+}
+
 async fn provision_loop(shared: Arc<Shared>) {
     let api: Api<PersistentVolumeClaim> = Api::all(shared.client.clone());
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
-    while let Some(event) = events.next().await {
-        let pvc = match event {
-            Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) => pvc,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!("stand-in: claim watch: {e}");
-                continue;
-            }
-        };
+    let mut claims = std::pin::pin!(applied(api, "claim"));
+    while let Some(pvc) = claims.next().await {
         if storage::wants_volume(&pvc)
             && let Err(e) = storage::provision(&shared.client, &shared.root, &pvc).await
         {

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::csi::{self, CSI_DRIVER, CsiDriver, Outcome, Refusal};
@@ -158,16 +157,8 @@ pub(crate) async fn snapshot_loop(driver: Arc<CsiDriver>) {
         driver.client.clone(),
         &resource("VolumeSnapshot", "volumesnapshots"),
     );
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
-    while let Some(event) = events.next().await {
-        let vs = match event {
-            Ok(watcher::Event::Apply(vs) | watcher::Event::InitApply(vs)) => vs,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!("snapshot stand-in: watch: {e}");
-                continue;
-            }
-        };
+    let mut snapshots = std::pin::pin!(super::applied(api, "VolumeSnapshot"));
+    while let Some(vs) = snapshots.next().await {
         let ready = vs.data["status"]["readyToUse"].as_bool() == Some(true);
         let deleting = vs.metadata.deletion_timestamp.is_some();
         let ours = vs.finalizers().iter().any(|f| f == FINALIZER);
