@@ -7,7 +7,10 @@
 //! [`PORTS_ANNOTATION`]; `podIP` is 127.0.0.1. Restart policies are honoured with a short
 //! back-off (1 s doubling to 8 s, instead of the kubelet's 10 s to 5 min).
 
+pub mod csi;
 mod pod;
+pub mod snapshot;
+mod sparse;
 mod storage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,8 +50,10 @@ const SCHEDULE_RETRY: Duration = Duration::from_millis(250);
 /// A running stand-in; dropping it stops its loops and kills the processes it started.
 #[derive(Debug)]
 pub struct KubeletStandIn {
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     shared: Arc<Shared>,
+    /// Whether the CSI driver and snapshotter stand-ins run ([`Self::enable_csi`]).
+    csi: tokio::sync::Mutex<bool>,
 }
 
 struct Shared {
@@ -89,7 +94,40 @@ impl KubeletStandIn {
             tokio::spawn(provision_loop(shared.clone())),
             tokio::spawn(pod_loop(shared.clone())),
         ];
-        Ok(KubeletStandIn { tasks, shared })
+        Ok(KubeletStandIn {
+            tasks: Mutex::new(tasks),
+            shared,
+            csi: tokio::sync::Mutex::new(false),
+        })
+    }
+
+    /// Starts the CSI driver stand-in and its snapshotter (once; later calls do nothing):
+    /// StorageClass [`csi::CSI_STORAGE_CLASS`] of driver [`csi::CSI_DRIVER`], which provisions
+    /// empty volumes, clones of a claim and restores of a VolumeSnapshot, and expands them; the
+    /// `snapshot.storage.k8s.io/v1` CRDs, VolumeSnapshotClass [`snapshot::SNAPSHOT_CLASS`] and
+    /// a snapshotter for that driver's volumes.
+    pub async fn enable_csi(&self) -> Result<(), Error> {
+        let mut enabled = self.csi.lock().await;
+        if *enabled {
+            return Ok(());
+        }
+        csi::install(&self.shared.client).await?;
+        snapshot::install(&self.shared.client).await?;
+        let driver = Arc::new(csi::CsiDriver::new(
+            self.shared.client.clone(),
+            self.shared.root.clone(),
+        ));
+        let started = [
+            tokio::spawn(csi::claim_loop(driver.clone())),
+            tokio::spawn(csi::reclaim_loop(driver.clone())),
+            tokio::spawn(snapshot::snapshot_loop(driver)),
+        ];
+        self.tasks
+            .lock()
+            .map_err(|_| Error::Setup("the stand-in's task list is poisoned".into()))?
+            .extend(started);
+        *enabled = true;
+        Ok(())
     }
 
     /// Where the stand-in keeps the files of pod `namespace/name` (logs, mount roots).
@@ -112,8 +150,10 @@ impl KubeletStandIn {
 
 impl Drop for KubeletStandIn {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
         }
         let pods = self
             .shared
@@ -182,18 +222,28 @@ async fn register_node(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// The objects a watch on all of `api` reports created or changed (those listed when it starts
+/// too); a watch error is logged, naming `what`, and the watch goes on.
+pub(crate) fn applied<K>(api: Api<K>, what: &'static str) -> impl futures::Stream<Item = K> + Send
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default()).filter_map(move |event| async move {
+        match event {
+            Ok(watcher::Event::Apply(k) | watcher::Event::InitApply(k)) => Some(k),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("stand-in: {what} watch: {e}");
+                None
+            }
+        }
+    })
+}
+
 async fn provision_loop(shared: Arc<Shared>) {
     let api: Api<PersistentVolumeClaim> = Api::all(shared.client.clone());
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
-    while let Some(event) = events.next().await {
-        let pvc = match event {
-            Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) => pvc,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!("stand-in: claim watch: {e}");
-                continue;
-            }
-        };
+    let mut claims = std::pin::pin!(applied(api, "claim"));
+    while let Some(pvc) = claims.next().await {
         if storage::wants_volume(&pvc)
             && let Err(e) = storage::provision(&shared.client, &shared.root, &pvc).await
         {
