@@ -156,7 +156,9 @@ async fn reconcile_ds(ds: &DataSource, ctx: &Context) -> Result<Action, Error> {
             "kind": "DataSource",
             "status": new,
         });
-        api.patch_status(
+        // DataSources have no status subresource (as upstream): the status is applied on
+        // the object.
+        api.patch(
             &ds.name_any(),
             &PatchParams::apply(crate::FIELD_MANAGER).force(),
             &Patch::Apply(&apply),

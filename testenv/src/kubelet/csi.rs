@@ -36,7 +36,7 @@ pub const CSI_STORAGE_CLASS: &str = "cdi-hostpath-csi";
 /// CSI clones as its advised strategy and snapshots as DataImportCron sources.
 pub const CSI_DRIVER: &str = "rook-ceph.rbd.csi.ceph.com";
 /// `volumeAttributes` key of the stand-in's CSI volumes: the local path of the volume.
-pub(crate) const PATH_ATTRIBUTE: &str = "kubelet-standin.cdi-rs.io/path";
+pub const PATH_ATTRIBUTE: &str = "kubelet-standin.cdi-rs.io/path";
 
 /// How often a claim waiting for its source (a claim to bind, a snapshot to be ready) is retried.
 const WAIT_RETRY: Duration = Duration::from_millis(250);
