@@ -669,4 +669,79 @@ mod tests {
             Some("ErrResourceExists")
         );
     }
+
+    #[test]
+    fn clones_the_storage_fills_succeed_once_bound() {
+        use DataVolumePhase as P;
+        let d = http_dv();
+        let table = [
+            ("csi-clone", "Pending", P::CsiCloneInProgress),
+            ("csi-clone", "Bound", P::Succeeded),
+            ("snapshot", "Pending", P::CloneFromSnapshotSourceInProgress),
+            ("snapshot", "Bound", P::Succeeded),
+        ];
+        for (clone_type, claim_phase, want) in table {
+            let c = claim(claim_phase, &[(clone::CLONE_TYPE, clone_type)]);
+            let o = observe(&d, Some(&c), WorkerKind::CloneTarget);
+            assert_eq!(
+                o.status.phase,
+                Some(want.clone()),
+                "{clone_type} {claim_phase}"
+            );
+            if want == P::Succeeded {
+                assert!(o.events.iter().any(|e| e.reason == "CloneSucceeded"));
+                assert_eq!(o.status.progress.as_deref(), Some(PROGRESS_DONE));
+            }
+        }
+        // A host-assisted copy is done when its worker is, not when its claim binds.
+        let copy = claim(
+            "Bound",
+            &[
+                (clone::CLONE_TYPE, "copy"),
+                (clone::CLONE_REQUEST, "golden/fedora"),
+                (pod::PHASE, "Running"),
+                (pod::READY, "true"),
+            ],
+        );
+        let o = observe(&d, Some(&copy), WorkerKind::CloneTarget);
+        assert_eq!(o.status.phase, Some(P::CloneInProgress));
+        assert!(o.events.iter().any(|e| e.reason == "CloneInProgress"));
+    }
+
+    #[test]
+    fn a_clone_before_its_claim_shows_its_own_phase_or_fails_when_denied() {
+        let d = http_dv();
+        let observed = |clone_phase, plan_error| {
+            compute(&Observed {
+                dv: &d,
+                claim: None,
+                foreign_claim: false,
+                plan_error,
+                transfer: Some(WorkerKind::CloneTarget),
+                wait_for_first_consumer: false,
+                clone_phase,
+                now: Time(Timestamp::now()),
+            })
+        };
+        let o = observed(Some(DataVolumePhase::SnapshotForSmartCloneInProgress), None);
+        assert_eq!(
+            o.status.phase,
+            Some(DataVolumePhase::SnapshotForSmartCloneInProgress)
+        );
+        assert!(
+            o.events
+                .iter()
+                .any(|e| e.reason == "SnapshotForSmartCloneInProgress")
+        );
+
+        let denied = PlanError::failed("ErrUnableToClone", "cloning is not authorized: no token");
+        let o = observed(None, Some(&denied));
+        assert_eq!(o.status.phase, Some(DataVolumePhase::Failed));
+        let failed = o
+            .events
+            .iter()
+            .find(|e| e.reason == "CloneFailed")
+            .expect("a failure event");
+        assert!(failed.message.contains("no token"), "{}", failed.message);
+    }
 }

@@ -877,4 +877,224 @@ mod tests {
             "cdi-upload-disk"
         );
     }
+
+    mod clone_target {
+        use super::*;
+
+        const UPLOAD_PATH: &str = "/api/v1/namespaces/ns/pods/cdi-upload-disk";
+        const CLONER_PATH: &str = "/api/v1/namespaces/golden/pods/pvc-uid-source-pod";
+        const SOURCE_PATH: &str = "/api/v1/namespaces/golden/persistentvolumeclaims/fedora";
+
+        fn target() -> PersistentVolumeClaim {
+            claim(
+                "Bound",
+                json!({"k8s.io/CloneRequest": "golden/fedora",
+                                  "cdi.kubevirt.io/cloneType": "copy"}),
+            )
+        }
+
+        /// The upload server, running and ready, at 10.1.2.3.
+        fn ready_upload_pod() -> serde_json::Value {
+            let mut pod = pod_running(0);
+            pod.metadata.name = Some("cdi-upload-disk".into());
+            if let Some(status) = pod.status.as_mut() {
+                status.pod_ip = Some("10.1.2.3".into());
+                status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]);
+                if let Some(c) = status.container_statuses.as_mut() {
+                    c[0].name = "cdi-upload-server".into();
+                }
+            }
+            owned(pod)
+        }
+
+        fn source_claim() -> serde_json::Value {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": "fedora", "namespace": "golden", "uid": "src-uid"},
+                   "spec": {"volumeMode": "Block"}, "status": {"phase": "Bound"}})
+        }
+
+        fn pods_in_golden(items: serde_json::Value) -> (String, serde_json::Value) {
+            (
+                "/api/v1/namespaces/golden/pods".to_string(),
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+            )
+        }
+
+        #[tokio::test]
+        async fn a_clone_target_starts_with_an_upload_server_in_clone_mode() {
+            let (ctx, api) = mock_context(BTreeMap::new());
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let pod = api.body("POST", "/namespaces/ns/pods").expect("upload pod");
+            assert_eq!(pod["metadata"]["name"], "cdi-upload-disk");
+            let env = &pod["spec"]["containers"][0]["env"];
+            let var = |name: &str| {
+                env.as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e["name"] == name)
+                    .map(|e| e["value"].clone())
+            };
+            assert_eq!(var("CONTENT_TYPE"), Some(json!("clone")));
+            assert_eq!(var("CLIENT_NAME"), Some(json!("golden/fedora-ns/disk")));
+            assert!(
+                !api.calls()
+                    .iter()
+                    .any(|c| c.contains("/namespaces/golden/")),
+                "no cloner before the server is up: {:?}",
+                api.calls()
+            );
+        }
+
+        #[tokio::test]
+        async fn once_the_server_is_ready_the_cloner_starts_beside_the_source() {
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                (SOURCE_PATH.to_string(), source_claim()),
+                pods_in_golden(json!([])),
+            ]));
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let secret = api
+                .body("POST", "/namespaces/golden/secrets")
+                .expect("the cloner's certificate");
+            assert_eq!(secret["metadata"]["name"], "pvc-uid-source-pod");
+            let pod = api
+                .body("POST", "/namespaces/golden/pods")
+                .expect("the cloner pod");
+            assert_eq!(pod["metadata"]["name"], "pvc-uid-source-pod");
+            assert_eq!(
+                pod["metadata"]["annotations"]["cdi.kubevirt.io/storage.clone.target"],
+                "ns/disk"
+            );
+            let env = &pod["spec"]["containers"][0]["env"];
+            let addr = env
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == "UPLOAD_SERVER_ADDR")
+                .expect("the server's address");
+            assert_eq!(addr["value"], "10.1.2.3:8443");
+            let patches: Vec<_> = api
+                .requests()
+                .into_iter()
+                .filter(|r| r.method == "PATCH")
+                .collect();
+            assert!(
+                patches.iter().any(|p| p.body["metadata"]["annotations"]
+                    ["cdi.kubevirt.io/storage.sourceClonePodName"]
+                    == "pvc-uid-source-pod"),
+                "{patches:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_source_in_use_by_another_pod_waits() {
+            let vm = json!({"metadata": {"name": "vm-launcher", "namespace": "golden"},
+                "spec": {"containers": [], "volumes": [{"name": "d",
+                    "persistentVolumeClaim": {"claimName": "fedora"}}]},
+                "status": {"phase": "Running"}});
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                (SOURCE_PATH.to_string(), source_claim()),
+                pods_in_golden(json!([vm])),
+            ]));
+            let action = reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            assert_eq!(action, Action::requeue(SOURCE_IN_USE_RETRY));
+            assert!(api.body("POST", "/namespaces/golden/pods").is_none());
+            let event = api.body("POST", "/events").expect("an event");
+            assert_eq!(event["reason"], "CloneSourceInUse");
+            assert!(
+                event["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("vm-launcher")),
+                "{event}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_source_gone_before_the_copy_fails_the_clone_clearly() {
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                pods_in_golden(json!([])),
+            ]));
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let patch = api
+                .requests()
+                .into_iter()
+                .find(|r| {
+                    r.method == "PATCH"
+                        && r.body["metadata"]["annotations"]
+                            ["cdi.kubevirt.io/storage.import.fatalError"]
+                            == "true"
+                })
+                .expect("the claim is marked failed");
+            let a = &patch.body["metadata"]["annotations"];
+            assert_eq!(
+                a["cdi.kubevirt.io/storage.condition.running.reason"],
+                "CloneWithoutSource"
+            );
+            assert!(
+                a["cdi.kubevirt.io/storage.condition.running.message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("golden/fedora no longer exists")),
+                "{a}"
+            );
+            assert!(api.calls().contains(&format!("DELETE {UPLOAD_PATH}")));
+        }
+
+        #[tokio::test]
+        async fn a_cloner_that_failed_for_good_fails_the_clone_and_both_pods_go() {
+            let mut cloner = pod_terminated(
+                1,
+                "the source changed while it was being cloned\n{\"reason\":\"SourceChanged\",\"terminal\":true}",
+                0,
+            );
+            cloner.metadata.name = Some("pvc-uid-source-pod".into());
+            cloner.metadata.namespace = Some("golden".into());
+            cloner.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+                containers: vec![k8s_openapi::api::core::v1::Container {
+                    name: "cdi-clone-source".into(),
+                    env: Some(vec![pod::env("UPLOAD_SERVER_ADDR", "10.1.2.3:8443")]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                (
+                    CLONER_PATH.to_string(),
+                    serde_json::to_value(cloner).expect("json"),
+                ),
+            ]));
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let calls = api.calls();
+            let fatal = api.requests().into_iter().any(|r| {
+                r.method == "PATCH"
+                    && r.body["metadata"]["annotations"]["cdi.kubevirt.io/storage.import.fatalError"]
+                        == "true"
+            });
+            assert!(fatal, "{calls:?}");
+            assert!(
+                calls.contains(&format!("DELETE {CLONER_PATH}")),
+                "{calls:?}"
+            );
+            assert!(
+                calls.contains(&format!("DELETE {UPLOAD_PATH}")),
+                "{calls:?}"
+            );
+        }
+    }
 }
