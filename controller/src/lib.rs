@@ -22,6 +22,7 @@
 //! objects, so a restarted controller picks up where it was; only back-off is kept in memory.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod backoff;
 pub mod cdiconfig;
 pub mod certs;

@@ -18,6 +18,7 @@ use kube::{Resource, ResourceExt};
 use super::cloner::{self, CloneRequest};
 use super::state::{Next, observe};
 use super::{WorkerKind, importer, pod, upload};
+use crate::apply;
 use crate::context::{EventSpec, object_key};
 use crate::metrics::ControllerLabels;
 use crate::{Context, Error, naming};
@@ -584,40 +585,63 @@ async fn fail_clone(
     cleanup(ctx, claim, WorkerKind::CloneTarget, false).await
 }
 
-/// Merges `update` into the claim's annotations (and `labels` into its labels) when anything
-/// differs.
+/// Sets `update` in the claim's annotations (and `labels` in its labels) by server-side apply,
+/// when anything differs ([`crate::apply`]: the apply also names every key this controller set
+/// before, so none is dropped).
 async fn patch_annotations(
     ctx: &Context,
     claim: &PersistentVolumeClaim,
     update: &BTreeMap<String, String>,
     labels: Option<&BTreeMap<String, String>>,
 ) -> Result<(), Error> {
-    let current = claim.metadata.annotations.clone().unwrap_or_default();
-    let current_labels = claim.metadata.labels.clone().unwrap_or_default();
-    let annotations_same = update.iter().all(|(k, v)| current.get(k) == Some(v));
-    let labels_same =
-        labels.is_none_or(|l| l.iter().all(|(k, v)| current_labels.get(k) == Some(v)));
-    if annotations_same && labels_same {
+    let meta = &claim.metadata;
+    let manager = crate::FIELD_MANAGER;
+    let annotations = apply::applied_set(
+        meta,
+        meta.annotations.as_ref(),
+        manager,
+        "annotations",
+        update,
+    );
+    let labels = labels
+        .filter(|l| !l.is_empty())
+        .and_then(|l| apply::applied_set(meta, meta.labels.as_ref(), manager, "labels", l));
+    if annotations.is_none() && labels.is_none() {
         return Ok(());
     }
     let ns = claim
         .namespace()
         .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut metadata = serde_json::json!({ "annotations": update });
-    if let Some(l) = labels.filter(|l| !l.is_empty()) {
-        metadata["labels"] = serde_json::to_value(l).map_err(|source| Error::Serialize {
-            what: "claim labels",
-            source,
-        })?;
-    }
+    let owned = |field| apply::owned_keys(meta, manager, field);
+    // A set left out would drop the keys this manager owns in it: name it as it is.
+    let annotations =
+        annotations.unwrap_or_else(|| current_of(meta.annotations.as_ref(), &owned("annotations")));
+    let labels = labels.unwrap_or_else(|| current_of(meta.labels.as_ref(), &owned("labels")));
+    let apply = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": { "name": claim.name_any(), "annotations": annotations, "labels": labels },
+    });
     api.patch(
         &claim.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&apply),
     )
     .await?;
     Ok(())
+}
+
+/// The current values of `keys` in `map`.
+fn current_of(
+    map: Option<&BTreeMap<String, String>>,
+    keys: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    map.into_iter()
+        .flatten()
+        .filter(|(k, _)| keys.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]

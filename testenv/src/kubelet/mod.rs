@@ -62,6 +62,8 @@ struct Shared {
     binaries: BTreeMap<String, PathBuf>,
     /// Pods being scheduled or run, by UID, with the pid of their current process if any.
     pods: Mutex<HashMap<String, Option<u32>>>,
+    /// Bind provisioned claims at once instead of leaving it to the controller-manager.
+    bind_now: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -89,6 +91,7 @@ impl KubeletStandIn {
             root,
             binaries,
             pods: Mutex::new(HashMap::new()),
+            bind_now: std::sync::atomic::AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(provision_loop(shared.clone())),
@@ -99,6 +102,15 @@ impl KubeletStandIn {
             shared,
             csi: tokio::sync::Mutex::new(false),
         })
+    }
+
+    /// From now on, binds each claim it provisions itself, at once ([`storage::bind_now`]),
+    /// instead of leaving that to the controller-manager's binder (a few claims a second):
+    /// for benchmarks that measure what happens after binding.
+    pub fn bind_claims_at_once(&self) {
+        self.shared
+            .bind_now
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts the CSI driver stand-in and its snapshotter (once; later calls do nothing):
@@ -244,9 +256,14 @@ async fn provision_loop(shared: Arc<Shared>) {
     let api: Api<PersistentVolumeClaim> = Api::all(shared.client.clone());
     let mut claims = std::pin::pin!(applied(api, "claim"));
     while let Some(pvc) = claims.next().await {
-        if storage::wants_volume(&pvc)
-            && let Err(e) = storage::provision(&shared.client, &shared.root, &pvc).await
-        {
+        if !storage::wants_volume(&pvc) {
+            continue;
+        }
+        let mut result = storage::provision(&shared.client, &shared.root, &pvc).await;
+        if result.is_ok() && shared.bind_now.load(std::sync::atomic::Ordering::Relaxed) {
+            result = storage::bind_now(&shared.client, &pvc).await;
+        }
+        if let Err(e) = result {
             tracing::warn!(
                 "stand-in: provisioning {}/{}: {e}",
                 pvc.namespace().unwrap_or_default(),
