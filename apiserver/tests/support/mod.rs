@@ -10,7 +10,7 @@ use cdi_apiserver::issuer::{IssueError, TokenIssuer};
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 
-/// Issues `token:<namespace>/<pvc>` (or fails, when told to).
+/// Issues `token:<namespace>/<pvc>` and `clone:…` tokens (or fails, when told to).
 #[derive(Debug, Default)]
 pub struct StubIssuer {
     pub fail: bool,
@@ -22,6 +22,20 @@ impl TokenIssuer for StubIssuer {
             return Err("the key is broken".into());
         }
         Ok(format!("token:{namespace}/{pvc_name}"))
+    }
+
+    /// `clone:<source ns>/<source name>-><target ns>/<target name>`.
+    fn issue_clone(&self, request: &cdi_token::CloneRequest) -> Result<String, IssueError> {
+        if self.fail {
+            return Err("the key is broken".into());
+        }
+        Ok(format!(
+            "clone:{}/{}->{}/{}",
+            request.source.namespace,
+            request.source.name,
+            request.target_namespace,
+            request.target_name
+        ))
     }
 }
 
