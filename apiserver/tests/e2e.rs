@@ -672,6 +672,31 @@ async fn cross_namespace_clone_needs_permission_in_the_source_namespace() {
         .expect("same-namespace clone admitted");
     validated_token(&env, &local, target, "disk");
 
+    // A service account is checked like any user (kube-apiserver adds its groups), here
+    // through the other permission a claim clone may rest on: creating pods in the source.
+    let builder = format!("system:serviceaccount:{target}:builder");
+    grant(&env, target, &builder, cdi_crds::GROUP, &["datavolumes"]).await;
+    let as_builder: Api<DataVolume> = Api::namespaced(client_as(&env, &builder, &[]).await, target);
+    let refused = as_builder
+        .create(&pp, &data_volume("sa-copy", clone_spec(&source, "disk")))
+        .await
+        .expect_err("no rights in the source yet");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("User \"{builder}\" may not clone")),
+        "{refused}"
+    );
+    grant(&env, &source, &builder, "", &["pods"]).await;
+    let created = eventually("the service account's clone to be admitted", || async {
+        as_builder
+            .create(&pp, &data_volume("sa-copy", clone_spec(&source, "disk")))
+            .await
+            .ok()
+    })
+    .await;
+    validated_token(&env, &created, &source, "disk");
+
     // An import is admitted without a token.
     let blank = dvs
         .create(&pp, &data_volume("blank", blank_spec("1Gi")))

@@ -12,7 +12,6 @@ use cdi_apiserver::webhook::{self, DataSources, MutateState};
 use cdi_crds::DataSource;
 use futures_util::future::BoxFuture;
 use http::{Method, Request};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use support::{Answer, StubAuthorizer, StubIssuer};
 use tower::ServiceExt;
@@ -104,19 +103,9 @@ async fn post(state: MutateState, path: &str, body: &Value) -> Value {
         .oneshot(request)
         .await
         .expect("infallible");
-    assert_eq!(
-        response.status(),
-        200,
-        "a review is always answered with 200"
-    );
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let review: Value = serde_json::from_slice(&bytes).expect("JSON");
-    assert_eq!(review["kind"], "AdmissionReview");
+    let (status, review) = support::status_and_body(response).await;
+    assert_eq!(status, 200, "a review is always answered with 200");
+    assert_eq!(review["kind"], "AdmissionReview", "{review}");
     review["response"].clone()
 }
 

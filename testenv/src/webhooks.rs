@@ -48,39 +48,59 @@ pub async fn apply_local(
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(manifests)
             .map_err(|e| Error::Setup(format!("webhook manifests: {e}")))?;
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
     let mut names = Vec::new();
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
-        let setup = |e: serde_json::Error| Error::Setup(format!("{}: {e}", doc["kind"]));
-        match doc["kind"].as_str().unwrap_or("") {
+        let local = |config: &WebhookClientConfig| local_client_config(config, port, ca_pem);
+        let name = match doc["kind"].as_str().unwrap_or("") {
             "MutatingWebhookConfiguration" => {
-                let mut config: MutatingWebhookConfiguration =
-                    serde_json::from_value(doc.clone()).map_err(setup)?;
-                for hook in config.webhooks.iter_mut().flatten() {
-                    hook.client_config = local_client_config(&hook.client_config, port, ca_pem);
-                }
-                let name = config.metadata.name.clone().unwrap_or_default();
-                Api::<MutatingWebhookConfiguration>::all(client.clone())
-                    .patch(&name, &apply, &Patch::Apply(&config))
-                    .await?;
-                names.push(name);
+                apply(client, doc, |c: &mut MutatingWebhookConfiguration| {
+                    for hook in c.webhooks.iter_mut().flatten() {
+                        hook.client_config = local(&hook.client_config);
+                    }
+                })
+                .await?
             }
             "ValidatingWebhookConfiguration" => {
-                let mut config: ValidatingWebhookConfiguration =
-                    serde_json::from_value(doc.clone()).map_err(setup)?;
-                for hook in config.webhooks.iter_mut().flatten() {
-                    hook.client_config = local_client_config(&hook.client_config, port, ca_pem);
-                }
-                let name = config.metadata.name.clone().unwrap_or_default();
-                Api::<ValidatingWebhookConfiguration>::all(client.clone())
-                    .patch(&name, &apply, &Patch::Apply(&config))
-                    .await?;
-                names.push(name);
+                apply(client, doc, |c: &mut ValidatingWebhookConfiguration| {
+                    for hook in c.webhooks.iter_mut().flatten() {
+                        hook.client_config = local(&hook.client_config);
+                    }
+                })
+                .await?
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        names.push(name);
     }
     Ok(names)
+}
+
+/// Server-side applies the cluster-scoped object `doc` as a `K`, changed by `retarget`;
+/// returns its name.
+async fn apply<K>(
+    client: &Client,
+    doc: serde_json::Value,
+    retarget: impl FnOnce(&mut K),
+) -> Result<String, Error>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+        + k8s_openapi::serde::Serialize
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let mut object: K =
+        serde_json::from_value(doc).map_err(|e| Error::Setup(format!("{}: {e}", K::kind(&()))))?;
+    retarget(&mut object);
+    let name = object.meta().name.clone().unwrap_or_default();
+    Api::<K>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    Ok(name)
 }
 
 #[cfg(test)]

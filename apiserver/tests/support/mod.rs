@@ -10,6 +10,24 @@ use cdi_apiserver::issuer::{IssueError, TokenIssuer};
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 
+/// A response's status and body: JSON when it is, else the text as a JSON string.
+pub async fn status_and_body(
+    response: http::Response<axum::body::Body>,
+) -> (http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    (status, body)
+}
+
 /// Issues `token:<namespace>/<pvc>` and `clone:…` tokens (or fails, when told to).
 #[derive(Debug, Default)]
 pub struct StubIssuer {
