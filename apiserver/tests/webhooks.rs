@@ -209,6 +209,41 @@ async fn import_is_admitted_unchanged_without_reviews() {
 }
 
 #[tokio::test]
+async fn token_written_by_the_creator_is_removed_when_none_is_issued() {
+    let forged = json!({TOKEN: "a token from elsewhere", "keep": "me"});
+    let spec = json!({"source": {"blank": {}}, "storage": {"resources": {"requests": {"storage": "1Gi"}}}});
+    let body = review("CREATE", data_volume(spec, Some(forged.clone())), None);
+    let response = post(
+        state(denying(), StubDataSources::default()),
+        webhook::MUTATE_PATH,
+        &body,
+    )
+    .await;
+    assert_eq!(response["allowed"], true);
+    assert_eq!(
+        patch_of(&response),
+        json!([{"op": "remove", "path": "/metadata/annotations/cdi.kubevirt.io~1storage.clone.token"}])
+    );
+
+    // Pre-populated and denied: admitted, but not with the token it brought.
+    let mut annotations = forged;
+    annotations["cdi.kubevirt.io/storage.prePopulated"] = json!("dv");
+    let body = review(
+        "CREATE",
+        data_volume(clone_from("source"), Some(annotations)),
+        None,
+    );
+    let response = post(
+        state(denying(), StubDataSources::default()),
+        webhook::MUTATE_PATH,
+        &body,
+    )
+    .await;
+    assert_eq!(response["allowed"], true);
+    assert_eq!(patch_of(&response)[0]["op"], "remove");
+}
+
+#[tokio::test]
 async fn data_source_reference_is_resolved_to_its_claim() {
     let authorizer = StubAuthorizer::allowing();
     let data_source: DataSource = serde_json::from_value(json!({

@@ -8,6 +8,9 @@
 //!     denied ───► refused 403 with who, what is missing where, and the authorizer's reason
 //! ```
 //!
+//! A DataVolume admitted without a token loses any clone token its creator wrote into it: only
+//! this webhook gives tokens, for the user it has checked.
+//!
 //! As upstream: a DataVolume marked `storage.prePopulated` or `storage.checkStaticVolume` may
 //! not need its source, so a missing DataSource or a denial admits it without a token; the
 //! token is added on CREATE only (the webhook is registered for CREATE).
@@ -112,17 +115,17 @@ pub async fn admit(state: &MutateState, request: &Request) -> AdmissionResponse 
     let user = request.user_info.username.as_deref().unwrap_or("");
 
     let source = match clone_auth::source_lookup(&dv.spec, &target_namespace) {
-        SourceLookup::NotAClone => return review::allow(request),
+        SourceLookup::NotAClone => return without_token(request, annotations),
         SourceLookup::Direct(source) => source,
         SourceLookup::DataSource { namespace, name } => {
             match state.data_sources.get(&namespace, &name).await {
                 Ok(Some(data_source)) => {
                     match clone_auth::data_source_target(&data_source, &target_namespace) {
                         Some(source) => source,
-                        None => return review::allow(request),
+                        None => return without_token(request, annotations),
                     }
                 }
-                Ok(None) if no_token_needed => return review::allow(request),
+                Ok(None) if no_token_needed => return without_token(request, annotations),
                 Ok(None) => {
                     return review::refuse(
                         request,
@@ -171,7 +174,7 @@ pub async fn admit(state: &MutateState, request: &Request) -> AdmissionResponse 
                 }
             },
             Step::Allowed => break,
-            Step::Denied(_) if no_token_needed => return review::allow(request),
+            Step::Denied(_) if no_token_needed => return without_token(request, annotations),
             Step::Denied(message) => {
                 tracing::info!(user, source = %check.request().source, "Clone refused.");
                 return review::refuse(request, Refusal::forbidden(message));
@@ -200,4 +203,20 @@ pub async fn admit(state: &MutateState, request: &Request) -> AdmissionResponse 
         request,
         review::annotation_patch(annotations, clone::TOKEN, &token),
     )
+}
+
+/// Admitted without a clone token: unchanged, or with a token its creator set removed.
+fn without_token(
+    request: &Request,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> AdmissionResponse {
+    if annotations.is_some_and(|a| a.contains_key(clone::TOKEN)) {
+        tracing::info!(
+            user = request.user_info.username.as_deref().unwrap_or(""),
+            "Removing a clone token the DataVolume was created with."
+        );
+        review::allow_with_patch(request, review::annotation_removal(clone::TOKEN))
+    } else {
+        review::allow(request)
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use cdi_crds::DataVolume;
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, Status};
 
@@ -187,6 +187,13 @@ pub fn annotation_patch(
     Patch(vec![PatchOperation::Add(operation)])
 }
 
+/// The JSON Patch that removes annotation `key` (which must be present).
+pub fn annotation_removal(key: &str) -> Patch {
+    Patch(vec![PatchOperation::Remove(RemoveOperation {
+        path: PointerBuf::from_tokens(["metadata", "annotations", key]),
+    })])
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -348,5 +355,8 @@ mod tests {
         json_patch::patch(&mut object, &annotation_patch(Some(&existing), key, "t3"))
             .expect("applies");
         assert_eq!(object["metadata"]["annotations"][key], "t3");
+
+        json_patch::patch(&mut object, &annotation_removal(key)).expect("applies");
+        assert_eq!(object["metadata"]["annotations"], json!({}));
     }
 }
