@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use cdi_crds::DataSource;
 use cdi_crds::annotations::{clone, switches};
-use cdi_token::CloneRequest;
+use cdi_token::{CloneRequest, CloneSource};
 use futures_util::future::BoxFuture;
 use kube::api::Api;
 use kube::core::admission::{AdmissionResponse, Operation};
@@ -114,42 +114,11 @@ pub async fn admit(state: &MutateState, request: &Request) -> AdmissionResponse 
     });
     let user = request.user_info.username.as_deref().unwrap_or("");
 
-    let source = match clone_auth::source_lookup(&dv.spec, &target_namespace) {
-        SourceLookup::NotAClone => return without_token(request, annotations),
-        SourceLookup::Direct(source) => source,
-        SourceLookup::DataSource { namespace, name } => {
-            match state.data_sources.get(&namespace, &name).await {
-                Ok(Some(data_source)) => {
-                    match clone_auth::data_source_target(&data_source, &target_namespace) {
-                        Some(source) => source,
-                        None => return without_token(request, annotations),
-                    }
-                }
-                Ok(None) if no_token_needed => return without_token(request, annotations),
-                Ok(None) => {
-                    return review::refuse(
-                        request,
-                        Refusal::not_found(format!(
-                            "spec.sourceRef names DataSource {namespace}/{name}, which does not \
-                             exist: create it first, or mark a pre-populated DataVolume with \
-                             annotation {}",
-                            switches::PRE_POPULATED
-                        )),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(data_source = %format!("{namespace}/{name}"), error = %e, "Reading a DataSource failed.");
-                    return review::refuse(
-                        request,
-                        Refusal::internal(format!(
-                            "reading DataSource {namespace}/{name} failed: {e}"
-                        )),
-                    );
-                }
-            }
-        }
+    let source = match resolve_source(state, &dv.spec, &target_namespace, no_token_needed).await {
+        Ok(Some(source)) => source,
+        Ok(None) => return without_token(request, annotations),
+        Err(refusal) => return review::refuse(request, refusal),
     };
-
     let check = CloneCheck::new(
         &request.user_info,
         CloneRequest {
@@ -158,28 +127,14 @@ pub async fn admit(state: &MutateState, request: &Request) -> AdmissionResponse 
             target_name,
         },
     );
-    let mut answers = Vec::new();
-    loop {
-        match check.next(&answers) {
-            Step::Review(sar) => match state.authorizer.review(*sar).await {
-                Ok(decision) => answers.push(decision),
-                Err(e) => {
-                    tracing::error!(user, error = %e, "SubjectAccessReview failed.");
-                    return review::refuse(
-                        request,
-                        Refusal::internal(format!(
-                            "the clone authorization check could not be made: {e}"
-                        )),
-                    );
-                }
-            },
-            Step::Allowed => break,
-            Step::Denied(_) if no_token_needed => return without_token(request, annotations),
-            Step::Denied(message) => {
-                tracing::info!(user, source = %check.request().source, "Clone refused.");
-                return review::refuse(request, Refusal::forbidden(message));
-            }
+    match authorize(state, &check).await {
+        Ok(None) => {}
+        Ok(Some(_)) if no_token_needed => return without_token(request, annotations),
+        Ok(Some(denial)) => {
+            tracing::info!(user, source = %check.request().source, "Clone refused.");
+            return review::refuse(request, Refusal::forbidden(denial));
         }
+        Err(refusal) => return review::refuse(request, refusal),
     }
 
     let token = match state.issuer.issue_clone(check.request()) {
@@ -203,6 +158,59 @@ pub async fn admit(state: &MutateState, request: &Request) -> AdmissionResponse 
         request,
         review::annotation_patch(annotations, clone::TOKEN, &token),
     )
+}
+
+/// The source the DataVolume clones; `None` when it clones nothing (or nothing yet) and may be
+/// admitted without a token.
+async fn resolve_source(
+    state: &MutateState,
+    spec: &cdi_crds::DataVolumeSpec,
+    target_namespace: &str,
+    no_token_needed: bool,
+) -> Result<Option<CloneSource>, Refusal> {
+    let (namespace, name) = match clone_auth::source_lookup(spec, target_namespace) {
+        SourceLookup::NotAClone => return Ok(None),
+        SourceLookup::Direct(source) => return Ok(Some(source)),
+        SourceLookup::DataSource { namespace, name } => (namespace, name),
+    };
+    match state.data_sources.get(&namespace, &name).await {
+        Ok(Some(data_source)) => Ok(clone_auth::data_source_target(
+            &data_source,
+            target_namespace,
+        )),
+        Ok(None) if no_token_needed => Ok(None),
+        Ok(None) => Err(Refusal::not_found(format!(
+            "spec.sourceRef names DataSource {namespace}/{name}, which does not exist: create \
+             it first, or mark a pre-populated DataVolume with annotation {}",
+            switches::PRE_POPULATED
+        ))),
+        Err(e) => {
+            tracing::error!(data_source = %format!("{namespace}/{name}"), error = %e, "Reading a DataSource failed.");
+            Err(Refusal::internal(format!(
+                "reading DataSource {namespace}/{name} failed: {e}"
+            )))
+        }
+    }
+}
+
+/// Sends the check's reviews until it is decided: `None` when allowed, else the denial.
+async fn authorize(state: &MutateState, check: &CloneCheck) -> Result<Option<String>, Refusal> {
+    let mut answers = Vec::new();
+    loop {
+        match check.next(&answers) {
+            Step::Review(sar) => match state.authorizer.review(*sar).await {
+                Ok(decision) => answers.push(decision),
+                Err(e) => {
+                    tracing::error!(error = %e, "SubjectAccessReview failed.");
+                    return Err(Refusal::internal(format!(
+                        "the clone authorization check could not be made: {e}"
+                    )));
+                }
+            },
+            Step::Allowed => return Ok(None),
+            Step::Denied(denial) => return Ok(Some(denial)),
+        }
+    }
 }
 
 /// Admitted without a clone token: unchanged, or with a token its creator set removed.
