@@ -109,6 +109,17 @@ async fn post(state: MutateState, path: &str, body: &Value) -> Value {
     review["response"].clone()
 }
 
+/// The mutating webhook's response to creating `object`, with no DataSources.
+async fn create(authorizer: Arc<StubAuthorizer>, object: Value) -> Value {
+    let body = review("CREATE", object, None);
+    post(
+        state(authorizer, StubDataSources::default()),
+        webhook::MUTATE_PATH,
+        &body,
+    )
+    .await
+}
+
 /// The JSON Patch of a response, decoded.
 fn patch_of(response: &Value) -> Value {
     let bytes: Vec<u8> = serde_json::from_value(response["patch"].clone()).expect("patch bytes");
@@ -212,13 +223,7 @@ async fn import_is_admitted_unchanged_without_reviews() {
 async fn token_written_by_the_creator_is_removed_when_none_is_issued() {
     let forged = json!({TOKEN: "a token from elsewhere", "keep": "me"});
     let spec = json!({"source": {"blank": {}}, "storage": {"resources": {"requests": {"storage": "1Gi"}}}});
-    let body = review("CREATE", data_volume(spec, Some(forged.clone())), None);
-    let response = post(
-        state(denying(), StubDataSources::default()),
-        webhook::MUTATE_PATH,
-        &body,
-    )
-    .await;
+    let response = create(denying(), data_volume(spec, Some(forged.clone()))).await;
     assert_eq!(response["allowed"], true);
     assert_eq!(
         patch_of(&response),
@@ -228,15 +233,9 @@ async fn token_written_by_the_creator_is_removed_when_none_is_issued() {
     // Pre-populated and denied: admitted, but not with the token it brought.
     let mut annotations = forged;
     annotations["cdi.kubevirt.io/storage.prePopulated"] = json!("dv");
-    let body = review(
-        "CREATE",
+    let response = create(
+        denying(),
         data_volume(clone_from("source"), Some(annotations)),
-        None,
-    );
-    let response = post(
-        state(denying(), StubDataSources::default()),
-        webhook::MUTATE_PATH,
-        &body,
     )
     .await;
     assert_eq!(response["allowed"], true);
@@ -286,13 +285,7 @@ async fn data_source_reference_is_resolved_to_its_claim() {
 async fn missing_data_source_is_refused_unless_the_volume_is_pre_populated() {
     let spec = json!({"sourceRef": {"kind": "DataSource", "name": "fedora"}, "storage": {}});
 
-    let body = review("CREATE", data_volume(spec.clone(), None), None);
-    let response = post(
-        state(StubAuthorizer::allowing(), StubDataSources::default()),
-        webhook::MUTATE_PATH,
-        &body,
-    )
-    .await;
+    let response = create(StubAuthorizer::allowing(), data_volume(spec.clone(), None)).await;
     assert_eq!(response["allowed"], false);
     assert_eq!(response["status"]["code"], 404);
     assert!(
@@ -303,11 +296,9 @@ async fn missing_data_source_is_refused_unless_the_volume_is_pre_populated() {
     );
 
     let pre_populated = json!({"cdi.kubevirt.io/storage.prePopulated": "dv"});
-    let body = review("CREATE", data_volume(spec, Some(pre_populated)), None);
-    let response = post(
-        state(StubAuthorizer::allowing(), StubDataSources::default()),
-        webhook::MUTATE_PATH,
-        &body,
+    let response = create(
+        StubAuthorizer::allowing(),
+        data_volume(spec, Some(pre_populated)),
     )
     .await;
     assert_eq!(response["allowed"], true);
@@ -317,15 +308,9 @@ async fn missing_data_source_is_refused_unless_the_volume_is_pre_populated() {
 #[tokio::test]
 async fn pre_populated_volume_is_admitted_without_token_when_denied() {
     let annotations = json!({"cdi.kubevirt.io/storage.checkStaticVolume": "true"});
-    let body = review(
-        "CREATE",
+    let response = create(
+        denying(),
         data_volume(clone_from("source"), Some(annotations)),
-        None,
-    );
-    let response = post(
-        state(denying(), StubDataSources::default()),
-        webhook::MUTATE_PATH,
-        &body,
     )
     .await;
     assert_eq!(response["allowed"], true);
@@ -334,14 +319,9 @@ async fn pre_populated_volume_is_admitted_without_token_when_denied() {
 
 #[tokio::test]
 async fn failing_review_or_lookup_refuses_with_500() {
-    let body = review("CREATE", data_volume(clone_from("source"), None), None);
-    let response = post(
-        state(
-            StubAuthorizer::new(Answer::Fail),
-            StubDataSources::default(),
-        ),
-        webhook::MUTATE_PATH,
-        &body,
+    let response = create(
+        StubAuthorizer::new(Answer::Fail),
+        data_volume(clone_from("source"), None),
     )
     .await;
     assert_eq!(response["allowed"], false);
