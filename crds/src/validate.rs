@@ -16,7 +16,9 @@
 //! repeated here: the URL and checksum formats of the import sources (CEL only), and the checks
 //! that need the API (an existing claim of the same name).
 
-use k8s_openapi::api::core::v1::{TypedLocalObjectReference, TypedObjectReference};
+use k8s_openapi::api::core::v1::{
+    TypedLocalObjectReference, TypedObjectReference, VolumeResourceRequirements,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::common::ContentType;
@@ -261,11 +263,7 @@ impl<'a> ClaimView<'a> {
             (Some(_), Some(_)) => Err(SpecError::DuplicateClaimSpec),
             (Some(pvc), None) => Ok(ClaimView {
                 api: ClaimApi::Pvc,
-                size: pvc
-                    .resources
-                    .as_ref()
-                    .and_then(|r| r.requests.as_ref())
-                    .and_then(|r| r.get("storage")),
+                size: storage_request(pvc.resources.as_ref()),
                 storage_class_name: pvc.storage_class_name.as_deref(),
                 access_modes: pvc.access_modes.as_deref().unwrap_or_default(),
                 data_source: pvc.data_source.as_ref(),
@@ -273,11 +271,7 @@ impl<'a> ClaimView<'a> {
             }),
             (None, Some(storage)) => Ok(ClaimView {
                 api: ClaimApi::Storage,
-                size: storage
-                    .resources
-                    .as_ref()
-                    .and_then(|r| r.requests.as_ref())
-                    .and_then(|r| r.get("storage")),
+                size: storage_request(storage.resources.as_ref()),
                 storage_class_name: storage.storage_class_name.as_deref(),
                 access_modes: storage.access_modes.as_deref().unwrap_or_default(),
                 data_source: storage.data_source.as_ref(),
@@ -285,6 +279,13 @@ impl<'a> ClaimView<'a> {
             }),
         }
     }
+}
+
+/// `requests.storage` of a claim's resources.
+fn storage_request(resources: Option<&VolumeResourceRequirements>) -> Option<&Quantity> {
+    resources
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
 }
 
 /// Whether the DataVolume clones (and so may take its size from the source).
@@ -360,50 +361,55 @@ fn check_external_population(
             return Err(SpecError::DataSourceMismatch(api));
         }
     }
-    let incomplete = |field: String, missing: &str| SpecError::IncompleteDataSource {
-        field,
-        missing: missing.to_owned(),
-    };
-    let needs_group = |group: &Option<String>, kind: &str| {
-        group.as_deref().unwrap_or("").is_empty() && kind != "PersistentVolumeClaim"
-    };
     if let Some(source) = claim.data_source {
-        let field = format!("{api}.dataSource");
-        if source.name.is_empty() {
-            return Err(incomplete(field, "name is required"));
-        }
-        if source.kind.is_empty() {
-            return Err(incomplete(field, "kind is required"));
-        }
-        if needs_group(&source.api_group, &source.kind) {
-            return Err(incomplete(
-                field,
-                "apiGroup is required when kind is not PersistentVolumeClaim",
-            ));
-        }
+        check_reference(
+            format!("{api}.dataSource"),
+            &source.api_group,
+            &source.kind,
+            &source.name,
+        )?;
     }
     if let Some(reference) = claim.data_source_ref {
         let field = format!("{api}.dataSourceRef");
         if !reference.namespace.as_deref().unwrap_or("").is_empty() {
-            return Err(incomplete(
+            return Err(SpecError::IncompleteDataSource {
                 field,
-                "namespace is not supported (the object must be in the DataVolume's namespace)",
-            ));
+                missing: "namespace is not supported (the object must be in the DataVolume's \
+                          namespace)"
+                    .into(),
+            });
         }
-        if reference.name.is_empty() {
-            return Err(incomplete(field, "name is required"));
-        }
-        if reference.kind.is_empty() {
-            return Err(incomplete(field, "kind is required"));
-        }
-        if needs_group(&reference.api_group, &reference.kind) {
-            return Err(incomplete(
-                field,
-                "apiGroup is required when kind is not PersistentVolumeClaim",
-            ));
-        }
+        check_reference(
+            field,
+            &reference.api_group,
+            &reference.kind,
+            &reference.name,
+        )?;
     }
     Ok(())
+}
+
+/// A claim's `dataSource` or `dataSourceRef` names its object fully: name, kind, and an API
+/// group unless it is a claim.
+fn check_reference(
+    field: String,
+    api_group: &Option<String>,
+    kind: &str,
+    name: &str,
+) -> Result<(), SpecError> {
+    let missing = if name.is_empty() {
+        "name is required"
+    } else if kind.is_empty() {
+        "kind is required"
+    } else if api_group.as_deref().unwrap_or("").is_empty() && kind != "PersistentVolumeClaim" {
+        "apiGroup is required when kind is not PersistentVolumeClaim"
+    } else {
+        return Ok(());
+    };
+    Err(SpecError::IncompleteDataSource {
+        field,
+        missing: missing.into(),
+    })
 }
 
 fn check_source_ref(source_ref: &DataVolumeSourceRef) -> Result<(), SpecError> {
@@ -605,6 +611,15 @@ mod tests {
                 Some(SpecError::IncompleteDataSource {
                     field: "spec.storage.dataSourceRef".into(),
                     missing: "namespace is not supported (the object must be in the DataVolume's namespace)".into(),
+                }),
+            ),
+            (
+                "dataSource of a populator kind without apiGroup",
+                json!({"storage": {"resources": {"requests": {"storage": "1Gi"}},
+                    "dataSource": {"kind": "VolumeImportSource", "name": "x"}}}),
+                Some(SpecError::IncompleteDataSource {
+                    field: "spec.storage.dataSource".into(),
+                    missing: "apiGroup is required when kind is not PersistentVolumeClaim".into(),
                 }),
             ),
             ("no source", json!({"storage": storage("1Gi")}), Some(SpecError::NoSource)),
