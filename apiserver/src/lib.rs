@@ -56,7 +56,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Serving certificate and key (PEM); the Service's name must be in its SANs.
     pub serving: ServingFiles,
-    /// RSA private key (PEM) that signs upload tokens.
+    /// RSA private key (PEM) that signs upload and clone tokens.
     pub signing_key: PathBuf,
     /// Kubeconfig to use instead of the in-cluster configuration (or `KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
