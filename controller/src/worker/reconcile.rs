@@ -40,6 +40,7 @@ pub async fn run(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
     )
+    .trigger_backoff(crate::backoff::watch_backoff())
     .owns(Api::<Pod>::all(client.clone()), owned())
     .owns(Api::<Service>::all(client.clone()), owned())
     .owns(Api::<Secret>::all(client.clone()), owned())
@@ -119,6 +120,13 @@ async fn reconcile_claim(
         if let Some(wait) = ctx.worker_backoff.wait(claim) {
             return Ok(Action::requeue(wait));
         }
+        // The cached claim may lag behind what this controller wrote (the pod just finished
+        // and was deleted): only the claim as it is now can say a new pod is due.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        match claims.get_opt(&name).await? {
+            Some(now) if still_to_fill(&now) => {}
+            _ => return Ok(Action::await_change()),
+        }
         create_worker(claim, kind, ctx, &ns).await?;
         ctx.worker_backoff.created(claim);
         patch_annotations(ctx, claim, &kind.created_annotations(&pod_name), None).await?;
@@ -178,6 +186,15 @@ async fn reconcile_claim(
         }
     }
     Ok(Action::await_change())
+}
+
+/// Whether `claim` still needs its worker: not being deleted, not done, not failed for good.
+fn still_to_fill(claim: &PersistentVolumeClaim) -> bool {
+    let a = claim.metadata.annotations.as_ref();
+    let is = |k: &str, v: &str| a.and_then(|a| a.get(k)).is_some_and(|x| x == v);
+    claim.metadata.deletion_timestamp.is_none()
+        && !is(pod_ann::PHASE, "Succeeded")
+        && !is(import::FATAL_ERROR, "true")
 }
 
 /// What decides whether a claim's worker pod may start.
@@ -678,6 +695,20 @@ mod tests {
         serde_json::to_value(pod).expect("pod json")
     }
 
+    const CLAIM_PATH: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/disk";
+
+    /// A mock API server that also answers the fresh read of `c`.
+    fn serving(
+        c: &PersistentVolumeClaim,
+        mut objects: BTreeMap<String, serde_json::Value>,
+    ) -> (Context, crate::fixtures::MockApi) {
+        objects.insert(
+            CLAIM_PATH.to_string(),
+            serde_json::to_value(c).expect("claim json"),
+        );
+        mock_context(objects)
+    }
+
     fn import_annotations() -> serde_json::Value {
         json!({"cdi.kubevirt.io/storage.import.endpoint": "http://server/disk.img",
                "cdi.kubevirt.io/storage.import.source": "http"})
@@ -708,14 +739,15 @@ mod tests {
 
     #[tokio::test]
     async fn bound_claim_gets_its_importer_pod_and_annotations() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim("Bound", import_annotations());
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::Importer, &ctx)
             .await
             .expect("reconciles");
         let calls = api.calls();
         assert_eq!(calls[0], format!("GET {POD_PATH}"));
-        assert_eq!(calls[1], "POST /api/v1/namespaces/ns/pods");
+        assert_eq!(calls[1], format!("GET {CLAIM_PATH}"));
+        assert_eq!(calls[2], "POST /api/v1/namespaces/ns/pods");
         let pod = api.body("POST", "/pods").expect("pod created");
         assert_eq!(pod["metadata"]["name"], "importer-disk");
         assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "http");
@@ -839,8 +871,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_pod_recreated_moments_ago_is_not_recreated_again_at_once() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim("Bound", import_annotations());
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::Importer, &ctx)
             .await
             .expect("first pod");
@@ -857,6 +889,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stale_claim_whose_worker_finished_gets_no_second_pod() {
+        // The cache still shows the claim running; the API already says it succeeded (the pod
+        // was deleted after it finished, which is what triggered this reconcile).
+        let cached = claim("Bound", import_annotations());
+        let mut done = cached.clone();
+        done.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(pod_ann::PHASE.into(), "Succeeded".into());
+        let (ctx, api) = serving(&done, BTreeMap::new());
+        reconcile_claim(&cached, WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        assert!(
+            !api.calls().iter().any(|c| c.starts_with("POST")),
+            "{:?}",
+            api.calls()
+        );
+    }
+
+    #[tokio::test]
     async fn finished_claim_only_cleans_up() {
         let (ctx, api) = mock_context(BTreeMap::new());
         let mut a = import_annotations();
@@ -869,19 +922,20 @@ mod tests {
 
     #[tokio::test]
     async fn upload_claim_gets_secret_service_and_pod() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim(
             "Bound",
             json!({"cdi.kubevirt.io/storage.upload.target": ""}),
         );
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::UploadServer, &ctx)
             .await
             .expect("reconciles");
         let calls = api.calls();
         assert_eq!(
-            calls[..4],
+            calls[..5],
             [
                 "GET /api/v1/namespaces/ns/pods/cdi-upload-disk".to_string(),
+                format!("GET {CLAIM_PATH}"),
                 "POST /api/v1/namespaces/ns/secrets".to_string(),
                 "POST /api/v1/namespaces/ns/services".to_string(),
                 "POST /api/v1/namespaces/ns/pods".to_string(),
@@ -950,7 +1004,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_clone_target_starts_with_an_upload_server_in_clone_mode() {
-            let (ctx, api) = mock_context(BTreeMap::new());
+            let (ctx, api) = serving(&target(), BTreeMap::new());
             reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
                 .await
                 .expect("reconciles");

@@ -234,8 +234,11 @@ async fn register_node(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long a watch waits after an error before it tries again.
+const WATCH_RETRY: Duration = Duration::from_millis(250);
+
 /// The objects a watch on all of `api` reports created or changed (those listed when it starts
-/// too); a watch error is logged, naming `what`, and the watch goes on.
+/// too); a watch error is logged, naming `what`, and the watch goes on after [`WATCH_RETRY`].
 pub(crate) fn applied<K>(api: Api<K>, what: &'static str) -> impl futures::Stream<Item = K> + Send
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -246,6 +249,8 @@ where
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!("stand-in: {what} watch: {e}");
+                // Not in a tight loop while the API server is away.
+                tokio::time::sleep(WATCH_RETRY).await;
                 None
             }
         }
@@ -291,7 +296,10 @@ async fn pod_loop(shared: Arc<Shared>) {
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!("stand-in: pod watch: {e}"),
+            Err(e) => {
+                tracing::warn!("stand-in: pod watch: {e}");
+                tokio::time::sleep(WATCH_RETRY).await;
+            }
         }
     }
 }
@@ -740,9 +748,27 @@ fn pod_status(
     }
 }
 
+/// How long a pod status update is retried while the API server cannot be reached.
+const STATUS_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Writes a pod's status, retrying while the API server is unreachable or failing (it may be
+/// restarting), as a kubelet does: a status lost then would leave the pod's state unknown
+/// to its controller for good.
 async fn patch_status(api: &Api<Pod>, name: &str, status: &PodStatus) -> Result<(), Error> {
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+    let deadline = tokio::time::Instant::now() + STATUS_RETRY_FOR;
+    loop {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code < 500 => return Err(kube::Error::Api(s).into()),
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!("stand-in: status of pod {name} not written yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
