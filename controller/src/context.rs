@@ -41,6 +41,9 @@ pub struct Context {
     pub worker_backoff: Arc<WorkerBackoff>,
     /// Back-off after failed reconciles, per controller and object.
     pub failures: Arc<FailureBackoff>,
+    /// Checks the clone tokens cross-namespace clones carry (cdi-apiserver's public keys);
+    /// without it such clones fail.
+    pub clone_tokens: Option<Arc<cdi_token::Validator>>,
     recorder: Recorder,
 }
 
@@ -190,6 +193,7 @@ impl Context {
             stores,
             worker_backoff: Arc::default(),
             failures: Arc::default(),
+            clone_tokens: None,
         }
     }
 

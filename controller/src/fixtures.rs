@@ -213,15 +213,23 @@ impl MockApi {
 /// A context whose client talks to a [`MockApi`] serving `objects` (API path → object), with
 /// the storage of [`storage`] in its caches.
 pub fn mock_context(objects: BTreeMap<String, serde_json::Value>) -> (crate::Context, MockApi) {
+    mock_context_with_storage(objects, storage())
+}
+
+/// Like [`mock_context`], with `view` in the caches.
+pub fn mock_context_with_storage(
+    objects: BTreeMap<String, serde_json::Value>,
+    view: StorageView,
+) -> (crate::Context, MockApi) {
     let (client, api) = mock_api(objects, false);
-    (context_for(client, true), api)
+    (context_for(client, Some(view)), api)
 }
 
 /// Like [`mock_context`], but the server remembers: GET answers what POST created and PATCH
 /// changed (so a reconcile can run twice), and the caches start empty.
 pub fn stateful_mock_context() -> (crate::Context, MockApi) {
     let (client, api) = mock_api(BTreeMap::new(), true);
-    (context_for(client, false), api)
+    (context_for(client, None), api)
 }
 
 /// The mock server behind the contexts above. Without `remember`, writes are echoed and the
@@ -342,13 +350,12 @@ fn remembered(
     }
 }
 
-/// A controller context over `client`; its caches hold [`storage`] when `with_storage`.
-fn context_for(client: kube::Client, with_storage: bool) -> crate::Context {
+/// A controller context over `client`; its caches hold `storage`, if given.
+fn context_for(client: kube::Client, storage: Option<StorageView>) -> crate::Context {
     let (config, _) = kube::runtime::reflector::store();
     let (classes, mut classes_writer) = kube::runtime::reflector::store();
     let (profiles, mut profiles_writer) = kube::runtime::reflector::store();
-    if with_storage {
-        let view = storage();
+    if let Some(view) = storage {
         for c in view.classes {
             classes_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply((*c).clone()));
         }

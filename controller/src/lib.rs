@@ -7,6 +7,9 @@
 //!      │                              │  │                                                 service, secret
 //!      └──datavolume::status◄─────────┘  └──worker::state◄── pod status, termination message
 //!
+//!  DataVolume (source.pvc / snapshot / sourceRef) ──clone::flow──► claim with a dataSource,
+//!      a VolumeSnapshot first, or a clone target: upload pod ◄── cloner pod on the source
+//!  DataSource ──datasource──► Ready + resolved source (what sourceRef clones)
 //!  StorageClass ──storageprofile──► StorageProfile (access/volume modes for `storage` claims)
 //!  CDIConfig ────cdiconfig────────► status (filesystem overhead, pod resources, upload proxy URL)
 //! ```
@@ -19,11 +22,13 @@
 //! objects, so a restarted controller picks up where it was; only back-off is kept in memory.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod backoff;
 pub mod cdiconfig;
 pub mod certs;
 pub mod clone;
 pub mod context;
+pub mod datasource;
 pub mod datavolume;
 pub mod error;
 pub mod leader;

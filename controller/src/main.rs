@@ -18,6 +18,13 @@ struct Args {
     /// Image of upload server pods.
     #[arg(long, env = "UPLOADSERVER_IMAGE")]
     uploadserver_image: String,
+    /// Image of clone source pods (host-assisted clones).
+    #[arg(
+        long,
+        env = "CLONER_IMAGE",
+        default_value = "quay.io/cdi-rs/cdi-cloner:latest"
+    )]
+    cloner_image: String,
     /// imagePullPolicy of worker pods.
     #[arg(long, env = "PULL_POLICY", default_value = "IfNotPresent")]
     pull_policy: String,
@@ -36,6 +43,10 @@ struct Args {
     /// Take the leader Lease before reconciling (turn off only for a single replica).
     #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
+    /// cdi-apiserver's token-signing public key(s) (PEM bundle), to check the tokens
+    /// cross-namespace clones carry; without it such clones fail.
+    #[arg(long, env = "APISERVER_PUBLIC_KEY_FILE")]
+    token_public_key: Option<std::path::PathBuf>,
     /// A kubeconfig file; the in-cluster configuration (or $KUBECONFIG) otherwise.
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
@@ -63,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         importer_image: args.importer_image,
         uploadserver_image: args.uploadserver_image,
+        cloner_image: args.cloner_image,
         pull_policy: args.pull_policy,
         namespace: args.namespace,
         verbosity: args.verbosity,
@@ -71,7 +83,18 @@ async fn main() -> anyhow::Result<()> {
             .ok()
             .filter(|f| !f.is_empty()),
     };
+    let clone_tokens = match &args.token_public_key {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the token public key {}", path.display()))?;
+            let validator = cdi_token::Validator::from_public_pem(&pem)
+                .with_context(|| format!("no usable public key in {}", path.display()))?;
+            Some(std::sync::Arc::new(validator))
+        }
+        None => None,
+    };
     let options = RunOptions {
+        clone_tokens,
         metrics_addr: args.metrics_addr,
         leader_elect: args.leader_elect,
         identity,

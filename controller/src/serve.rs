@@ -16,7 +16,9 @@ use kube::{Api, Client};
 use crate::certs::{CertDurations, UploadCertificates};
 use crate::context::Stores;
 use crate::metrics::Metrics;
-use crate::{Context, Error, Settings, cdiconfig, datavolume, leader, storageprofile, worker};
+use crate::{
+    Context, Error, Settings, cdiconfig, datasource, datavolume, leader, storageprofile, worker,
+};
 
 /// How the process runs, beyond the reconcilers' settings.
 #[derive(Clone, Debug)]
@@ -27,6 +29,8 @@ pub struct RunOptions {
     pub leader_elect: bool,
     /// This replica's identity in the Lease and in events.
     pub identity: String,
+    /// Checks cross-namespace clone tokens (cdi-apiserver's public keys).
+    pub clone_tokens: Option<Arc<cdi_token::Validator>>,
 }
 
 #[derive(Clone)]
@@ -135,7 +139,8 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> Res
         .await
         .map_err(Error::WatchCaches)?;
     let namespace = settings.namespace.clone();
-    let ctx = Context::new(client.clone(), settings, metrics, certs.clone(), stores);
+    let mut ctx = Context::new(client.clone(), settings, metrics, certs.clone(), stores);
+    ctx.clone_tokens = options.clone_tokens.clone();
     ready.store(true, Ordering::Relaxed);
     tracing::info!("Caches synced; reconciling.");
 
@@ -160,6 +165,7 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> Res
     tokio::join!(
         datavolume::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
         worker::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
+        datasource::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
         storageprofile::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
         cdiconfig::reconcile::run(ctx, stopped(stop_rx.clone())),
     );

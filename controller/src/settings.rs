@@ -7,6 +7,8 @@ pub struct Settings {
     pub importer_image: String,
     /// Image of upload server pods (`UPLOADSERVER_IMAGE`).
     pub uploadserver_image: String,
+    /// Image of clone source pods (`CLONER_IMAGE`).
+    pub cloner_image: String,
     /// `imagePullPolicy` of worker pods (`PULL_POLICY`).
     pub pull_policy: String,
     /// Namespace the controller runs in: holds its Lease and the upload CAs.
@@ -25,6 +27,7 @@ impl Default for Settings {
         Settings {
             importer_image: "quay.io/cdi-rs/cdi-importer:latest".into(),
             uploadserver_image: "quay.io/cdi-rs/cdi-uploadserver:latest".into(),
+            cloner_image: "quay.io/cdi-rs/cdi-cloner:latest".into(),
             pull_policy: "IfNotPresent".into(),
             namespace: "cdi".into(),
             verbosity: 2,

@@ -190,6 +190,9 @@ pub mod clone {
     pub const EXTENDED_TOKEN: &str = "cdi.kubevirt.io/storage.extended.clone.token";
     /// On the target: `namespace/name` of the clone source.
     pub const CLONE_REQUEST: &str = "k8s.io/CloneRequest";
+    /// On a cloner pod and its Secret: `namespace/name` of the target claim (ours; owner
+    /// references cannot cross namespaces).
+    pub const CLONE_TARGET: &str = "cdi.kubevirt.io/storage.clone.target";
     /// On the target: marks a completed clone.
     pub const CLONE_OF: &str = "k8s.io/CloneOf";
     /// The clone strategy used.

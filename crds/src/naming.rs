@@ -34,6 +34,34 @@ pub fn scratch_claim(claim: &str) -> String {
     shorten(name, MAX_NAME)
 }
 
+/// `<target claim UID>-source-pod`: the cloner pod (and its client-certificate Secret) of a
+/// host-assisted clone, in the source's namespace, as upstream names it.
+pub fn clone_source_pod(target_uid: &str) -> String {
+    shorten(format!("{target_uid}-source-pod"), MAX_NAME)
+}
+
+/// `tmp-snapshot-<DataVolume UID>`: the VolumeSnapshot a smart clone takes of its source.
+pub fn clone_snapshot(dv_uid: &str) -> String {
+    joined("tmp-snapshot", dv_uid, MAX_NAME)
+}
+
+/// `tmp-source-<DataVolume UID>`: the claim restored from a snapshot in the snapshot's own
+/// namespace, when a snapshot clone falls back to a host-assisted copy.
+pub fn clone_snapshot_claim(dv_uid: &str) -> String {
+    joined("tmp-source", dv_uid, MAX_NAME)
+}
+
+/// The common name of a cloner's client certificate, which the target's upload server requires:
+/// upstream's `<srcNs>/<srcName>-<tgtNs>/<tgtName>`.
+pub fn clone_client_name(
+    source_namespace: &str,
+    source: &str,
+    target_namespace: &str,
+    target: &str,
+) -> String {
+    format!("{source_namespace}/{source}-{target_namespace}/{target}")
+}
+
 fn joined(prefix: &str, base: &str, max: usize) -> String {
     shorten(format!("{prefix}-{base}"), max)
 }
@@ -69,6 +97,13 @@ mod tests {
         assert_eq!(upload_pod("dv-upload"), "cdi-upload-dv-upload");
         assert_eq!(upload_service("dv-upload"), "cdi-upload-dv-upload");
         assert_eq!(scratch_claim("dv-upload"), "dv-upload-scratch");
+        assert_eq!(clone_source_pod("1234-abcd"), "1234-abcd-source-pod");
+        assert_eq!(clone_snapshot("1234-abcd"), "tmp-snapshot-1234-abcd");
+        assert_eq!(clone_snapshot_claim("1234-abcd"), "tmp-source-1234-abcd");
+        assert_eq!(
+            clone_client_name("golden", "fedora", "vms", "vm1-disk"),
+            "golden/fedora-vms/vm1-disk"
+        );
     }
 
     #[test]

@@ -116,6 +116,37 @@ impl TestCluster {
         crate::aggregation::register(&self.client, group, version, port, ca_pem).await
     }
 
+    /// Makes the cluster play a CSI driver that clones and snapshots (see
+    /// [`KubeletStandIn::enable_csi`]): StorageClass [`CSI_STORAGE_CLASS`] (provisioner
+    /// [`CSI_DRIVER`]), the `snapshot.storage.k8s.io/v1` API with VolumeSnapshotClass
+    /// [`SNAPSHOT_CLASS`], and the provisioner, resizer and snapshotter behind them. Only on
+    /// the local control plane: on another cluster, install a real CSI driver instead.
+    ///
+    /// [`CSI_STORAGE_CLASS`]: crate::CSI_STORAGE_CLASS
+    /// [`CSI_DRIVER`]: crate::CSI_DRIVER
+    /// [`SNAPSHOT_CLASS`]: crate::SNAPSHOT_CLASS
+    pub async fn enable_csi_standin(&self) -> Result<(), Error> {
+        match &self.kubelet {
+            Some(kubelet) => kubelet.enable_csi().await,
+            None => Err(Error::Setup(
+                "enable_csi_standin: the CSI stand-in runs with the local control plane only; \
+                 on another cluster, install a CSI driver with clone and snapshot support"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Restarts the local control plane's kube-apiserver ([`ControlPlane::restart_apiserver`]);
+    /// an error on another cluster.
+    pub async fn restart_apiserver(&mut self) -> Result<(), Error> {
+        match self.plane.as_mut() {
+            Some(plane) => plane.restart_apiserver().await,
+            None => Err(Error::Setup(
+                "restart_apiserver: only the local control plane can be restarted".into(),
+            )),
+        }
+    }
+
     /// Creates a namespace with a generated name starting with `prefix` and returns its name.
     pub async fn create_namespace(&self, prefix: &str) -> Result<String, Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());

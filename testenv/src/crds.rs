@@ -13,7 +13,6 @@ use crate::wait::eventually;
 /// Server-side applies every `*.yaml` CRD in `dir` and waits until each is Established;
 /// returns their names.
 pub async fn apply_dir(client: &Client, dir: &Path) -> Result<Vec<String>, Error> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
         .flatten()
@@ -21,12 +20,23 @@ pub async fn apply_dir(client: &Client, dir: &Path) -> Result<Vec<String>, Error
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    let mut names = Vec::new();
+    let mut documents = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
-            .map_err(|e| Error::Setup(format!("{}: {e}", path.display())))?;
+        documents.push((path.display().to_string(), text));
+    }
+    apply(client, &documents).await
+}
+
+/// Server-side applies CRDs given as `(origin, YAML)` (the origin names the document in
+/// errors) and waits until each is Established; returns their names.
+pub async fn apply(client: &Client, documents: &[(String, String)]) -> Result<Vec<String>, Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for (origin, text) in documents {
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(text).map_err(|e| Error::Setup(format!("{origin}: {e}")))?;
         let name = crd.name_any();
         api.patch(
             &name,
@@ -34,7 +44,7 @@ pub async fn apply_dir(client: &Client, dir: &Path) -> Result<Vec<String>, Error
             &Patch::Apply(&crd),
         )
         .await
-        .map_err(|e| Error::Setup(format!("the apiserver refused {}: {e}", path.display())))?;
+        .map_err(|e| Error::Setup(format!("the apiserver refused {origin}: {e}")))?;
         names.push(name);
     }
     for name in &names {

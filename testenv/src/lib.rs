@@ -13,9 +13,12 @@ pub mod kubelet;
 pub mod pki;
 pub mod process;
 pub mod wait;
+pub mod webhooks;
 
 pub use cluster::TestCluster;
 pub use control_plane::ControlPlane;
+pub use kubelet::csi::{CSI_DRIVER, CSI_STORAGE_CLASS, PATH_ATTRIBUTE as CSI_PATH_ATTRIBUTE};
+pub use kubelet::snapshot::SNAPSHOT_CLASS;
 pub use kubelet::{KubeletStandIn, STANDIN_NODE, STORAGE_CLASS, STORAGE_CLASS_WFFC};
 
 /// What went wrong while setting up or running the test environment.

@@ -23,3 +23,19 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// How long [`until`] waits.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`eventually`] with [`TEST_TIMEOUT`], for tests: panics with the timeout message instead of
+/// returning it.
+pub async fn until<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match eventually(what, TEST_TIMEOUT, check).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}

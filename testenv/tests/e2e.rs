@@ -12,25 +12,12 @@ use std::time::Duration;
 
 use cdi_crds::DataVolume;
 use cdi_testenv::TestCluster;
+use cdi_testenv::wait::{TEST_TIMEOUT, until};
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Polls `check` until it returns `Some`, or panics naming `what` after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    match cdi_testenv::wait::eventually(what, TIMEOUT, check).await {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 async fn cluster() -> TestCluster {
     let _ = tracing_subscriber::fmt()
@@ -160,7 +147,7 @@ async fn crds_watch_status_apply_and_garbage_collection() {
         "{managers:?}"
     );
 
-    let phases = tokio::time::timeout(TIMEOUT, watch)
+    let phases = tokio::time::timeout(TEST_TIMEOUT, watch)
         .await
         .expect("watch saw the status")
         .expect("watch task");
@@ -189,7 +176,7 @@ async fn crds_watch_status_apply_and_garbage_collection() {
     dvs.delete("blank", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually("the owned ConfigMap to be garbage-collected", || async {
+    until("the owned ConfigMap to be garbage-collected", || async {
         cms.get_opt("owned").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -225,7 +212,7 @@ fn shell_pod(name: &str, restart: &str, script: &str, claim: Option<&str>) -> Po
 
 /// Waits for a pod to reach Succeeded or Failed and returns it.
 async fn finished(pods: &Api<Pod>, name: &str) -> Pod {
-    eventually(&format!("pod {name} to finish"), || async {
+    until(&format!("pod {name} to finish"), || async {
         let pod = pods.get(name).await.ok()?;
         let phase = pod.status.as_ref()?.phase.clone()?;
         matches!(phase.as_str(), "Succeeded" | "Failed").then_some(pod)
@@ -368,7 +355,7 @@ async fn pods_run_to_completion_with_termination_message_restarts_and_claims() {
     )
     .await
     .expect("create");
-    eventually("sleeper to run", || async {
+    until("sleeper to run", || async {
         let p = pods.get("sleeper").await.ok()?;
         (p.status?.phase.as_deref() == Some("Running")).then_some(())
     })
@@ -376,7 +363,7 @@ async fn pods_run_to_completion_with_termination_message_restarts_and_claims() {
     pods.delete("sleeper", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually("sleeper to be deleted", || async {
+    until("sleeper to be deleted", || async {
         pods.get_opt("sleeper").await.ok()?.is_none().then_some(())
     })
     .await;

@@ -227,6 +227,21 @@ impl UploadCertificates {
         Ok((signed.cert_pem, signed.key_pem))
     }
 
+    /// A client certificate with common name `name` (a cloner's: the upload server of a clone
+    /// target accepts only the name of its clone), signed by the current client CA: PEM
+    /// certificate and PEM key.
+    pub fn client_certificate_named(
+        &self,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<(String, String), Error> {
+        let signed = self
+            .read()
+            .client
+            .sign(name, &[], Usage::Client, now, self.durations.leaf)?;
+        Ok((signed.cert_pem, signed.key_pem))
+    }
+
     /// As [`client_certificate`](Self::client_certificate), with the certificate's expiry.
     pub fn client_certificate_with_expiry(
         &self,

@@ -33,6 +33,9 @@ pub struct CloneFacts {
     pub target_expandable: bool,
     /// The clone may proceed with a smaller target (upstream's `permissiveClone`).
     pub permissive: bool,
+    /// Source and target are in different namespaces: a claim's `dataSource` cannot reach
+    /// across, so only a copy can.
+    pub cross_namespace: bool,
     pub source: ClaimFacts,
     pub target: ClaimFacts,
 }
@@ -138,6 +141,14 @@ pub fn decide(facts: &CloneFacts) -> Decision {
             );
         }
     };
+    if facts.cross_namespace {
+        return copy_because(
+            "IncompatibleNamespaces",
+            "source and target are in different namespaces, which a CSI or snapshot clone \
+             cannot cross here"
+                .into(),
+        );
+    }
     if smart == Strategy::Snapshot && !facts.snapshot_class {
         return copy_because(
             "NoVolumeSnapshotClass",
@@ -312,6 +323,21 @@ mod tests {
                     f.source.capacity = Some(2 * GI);
                 },
                 Snapshot,
+                None,
+            ),
+            (
+                "another namespace",
+                |f| f.cross_namespace = true,
+                Copy,
+                Some("IncompatibleNamespaces"),
+            ),
+            (
+                "copy across namespaces is no fallback",
+                |f| {
+                    f.cross_namespace = true;
+                    f.override_strategy = Some(CloneStrategy::Copy);
+                },
+                Copy,
                 None,
             ),
             (

@@ -26,25 +26,51 @@ const MIN_CLAIM_BYTES: u64 = 1 << 20;
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Why a claim cannot be rendered yet: the DataVolume stays Pending with a Warning event
-/// carrying `reason` and `message`, and is retried when storage objects change.
+/// carrying `reason` and `message`, and is retried when storage objects change; or, when
+/// `terminal`, it fails (waiting cannot help: a clone the requester may not make).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanError {
-    /// Upstream's event reason (`ErrClaimNotValid`).
+    /// Upstream's event reason (`ErrClaimNotValid`, `CloneWithoutSource`, ...).
     pub reason: &'static str,
     /// What is wrong and what to do.
     pub message: String,
     /// The DataVolume waits for a default StorageClass (counted in `datavolume_pending`).
     pub no_default_class: bool,
+    /// The DataVolume fails instead of waiting.
+    pub terminal: bool,
 }
 
 impl PlanError {
-    fn invalid(message: impl Into<String>) -> PlanError {
+    pub fn invalid(message: impl Into<String>) -> PlanError {
+        PlanError::waiting("ErrClaimNotValid", message)
+    }
+
+    /// The DataVolume waits, for `reason`.
+    pub fn waiting(reason: &'static str, message: impl Into<String>) -> PlanError {
         PlanError {
-            reason: "ErrClaimNotValid",
+            reason,
             message: message.into(),
             no_default_class: false,
+            terminal: false,
         }
     }
+
+    /// The DataVolume fails, for `reason`.
+    pub fn failed(reason: &'static str, message: impl Into<String>) -> PlanError {
+        PlanError {
+            terminal: true,
+            ..PlanError::waiting(reason, message)
+        }
+    }
+}
+
+/// The size of a clone's source, for a target that gives none (upstream takes the source's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceSize {
+    /// The source claim's request (or a snapshot's restore size), in bytes.
+    pub bytes: u64,
+    /// The source is a Block volume: its bytes are the disk, with no filesystem overhead in them.
+    pub block: bool,
 }
 
 /// The storage objects a rendering reads (from the controller's caches).
@@ -89,6 +115,31 @@ impl StorageView {
             .or_else(|| marked(cdi_crds::annotations::storage_class::IS_DEFAULT_CLASS))
     }
 
+    /// The provisioner of class `name`.
+    pub fn class_provisioner(&self, name: &str) -> Option<String> {
+        self.class(name).map(|c| c.provisioner.clone())
+    }
+
+    /// A class whose provisioner is `provisioner` (the default among them if several).
+    pub fn class_of_provisioner(&self, provisioner: &str) -> Option<String> {
+        let mut classes: Vec<&StorageClass> = self
+            .classes
+            .iter()
+            .map(|c| c.as_ref())
+            .filter(|c| c.provisioner == provisioner)
+            .collect();
+        classes.sort_by_key(|c| {
+            let default = c
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(cdi_crds::annotations::storage_class::IS_DEFAULT_CLASS))
+                .is_some_and(|v| v == "true");
+            (!default, c.metadata.name.clone())
+        });
+        classes.first().and_then(|c| c.metadata.name.clone())
+    }
+
     /// Whether claims of class `name` bind only once a pod uses them.
     pub fn is_wait_for_first_consumer(&self, name: Option<&str>) -> bool {
         name.and_then(|n| self.class(n))
@@ -97,20 +148,28 @@ impl StorageView {
     }
 }
 
-/// The worker kind of `dv`, or why this controller cannot fill it.
+/// The worker kind of `dv` (a clone's, whatever its strategy, reads as a clone target), or why
+/// this controller cannot fill it.
 pub fn transfer_of(dv: &DataVolume) -> Result<WorkerKind, PlanError> {
     let Some(source) = &dv.spec.source else {
-        return Err(PlanError::invalid(
-            "sourceRef (DataSource) DataVolumes clone a PVC or snapshot, which this controller \
-             does not do yet: use source.http, source.registry, source.upload or source.blank",
-        ));
+        return match &dv.spec.source_ref {
+            Some(r) if r.kind == cdi_crds::DataVolumeSourceRef::DATA_SOURCE_KIND => {
+                Ok(WorkerKind::CloneTarget)
+            }
+            Some(r) => Err(PlanError::invalid(format!(
+                "sourceRef.kind {:?} is not DataSource, the only kind a DataVolume can refer to",
+                r.kind
+            ))),
+            None => Err(PlanError::invalid(
+                "the DataVolume has neither spec.source nor spec.sourceRef: say where the data \
+                 comes from",
+            )),
+        };
     };
     if source.upload.is_some() {
         Ok(WorkerKind::UploadServer)
     } else if source.pvc.is_some() || source.snapshot.is_some() {
-        Err(PlanError::invalid(
-            "cloning (source.pvc, source.snapshot) is not supported by this controller yet",
-        ))
+        Ok(WorkerKind::CloneTarget)
     } else {
         Ok(WorkerKind::Importer)
     }
@@ -127,6 +186,27 @@ pub fn render_claim(
     config: &EffectiveConfig,
     storage: &StorageView,
 ) -> Result<PersistentVolumeClaim, PlanError> {
+    render(dv, config, storage, None)
+}
+
+/// The target claim of a clone from a source of `source` size: as [`render_claim`], but a
+/// target without a size takes the source's. The clone's own annotations and `dataSource` are
+/// the clone flow's to add.
+pub fn render_clone_claim(
+    dv: &DataVolume,
+    config: &EffectiveConfig,
+    storage: &StorageView,
+    source: SourceSize,
+) -> Result<PersistentVolumeClaim, PlanError> {
+    render(dv, config, storage, Some(source))
+}
+
+fn render(
+    dv: &DataVolume,
+    config: &EffectiveConfig,
+    storage: &StorageView,
+    clone_source: Option<SourceSize>,
+) -> Result<PersistentVolumeClaim, PlanError> {
     let name = dv.metadata.name.clone().unwrap_or_default();
     let transfer = transfer_of(dv)?;
     let content_type = dv
@@ -135,8 +215,20 @@ pub fn render_claim(
         .clone()
         .unwrap_or(ContentType::Kubevirt);
     let spec = match (&dv.spec.pvc, &dv.spec.storage) {
-        (Some(pvc), _) => pvc.clone(),
-        (None, Some(_)) => storage_claim_spec(dv, &content_type, config, storage)?,
+        (Some(pvc), _) => {
+            let mut spec = pvc.clone();
+            if let Some(source) = clone_source
+                && requested_bytes(&spec).is_none()
+            {
+                spec.resources
+                    .get_or_insert_with(Default::default)
+                    .requests
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert("storage".into(), Quantity(source.bytes.to_string()));
+            }
+            spec
+        }
+        (None, Some(_)) => storage_claim_spec(dv, &content_type, config, storage, clone_source)?,
         (None, None) => {
             return Err(PlanError::invalid(
                 "the DataVolume has neither spec.storage nor spec.pvc",
@@ -323,6 +415,7 @@ fn storage_claim_spec(
     content_type: &ContentType,
     config: &EffectiveConfig,
     view: &StorageView,
+    clone_source: Option<SourceSize>,
 ) -> Result<PersistentVolumeClaimSpec, PlanError> {
     let storage = dv.spec.storage.clone().unwrap_or_default();
     let class_name = match &storage.storage_class_name {
@@ -337,6 +430,7 @@ fn storage_claim_spec(
                           storageclass.kubernetes.io/is-default-class: \"true\""
                     .into(),
                 no_default_class: true,
+                terminal: false,
             })?,
     };
     let profile = view.profile(&class_name).ok_or_else(|| {
@@ -396,12 +490,40 @@ fn storage_claim_spec(
         .resources
         .as_ref()
         .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .ok_or_else(|| {
-            PlanError::invalid(
+        .and_then(|r| r.get("storage"));
+    let requested = match (requested, clone_source) {
+        (Some(q), _) => q,
+        (None, Some(source)) => {
+            // The source's size, as it is: a Filesystem source's request already holds its
+            // overhead, and a Block source's bytes need it only on a Filesystem target.
+            let bytes = if source.block && volume_mode != VolumeMode::Block {
+                quantity::required_space(
+                    config.filesystem_overhead(Some(&class_name)),
+                    source.bytes,
+                )
+            } else {
+                source.bytes
+            };
+            let mut resources: VolumeResourceRequirements =
+                storage.resources.clone().unwrap_or_default();
+            resources
+                .requests
+                .get_or_insert_with(BTreeMap::new)
+                .insert("storage".into(), Quantity(bytes.to_string()));
+            return Ok(claim_spec(
+                &storage,
+                access_modes,
+                volume_mode,
+                class_name,
+                resources,
+            ));
+        }
+        (None, None) => {
+            return Err(PlanError::invalid(
                 "spec.storage.resources.requests.storage is missing: give the size of the disk",
-            )
-        })?;
+            ));
+        }
+    };
     let bytes = quantity::parse_bytes(&requested.0).ok_or_else(|| {
         PlanError::invalid(format!(
             "spec.storage.resources.requests.storage {:?} is not a quantity (for example 10Gi)",
@@ -438,7 +560,23 @@ fn storage_claim_spec(
         .get_or_insert_with(BTreeMap::new)
         .insert("storage".into(), size);
 
-    Ok(PersistentVolumeClaimSpec {
+    Ok(claim_spec(
+        &storage,
+        access_modes,
+        volume_mode,
+        class_name,
+        resources,
+    ))
+}
+
+fn claim_spec(
+    storage: &cdi_crds::StorageSpec,
+    access_modes: Vec<String>,
+    volume_mode: VolumeMode,
+    class_name: String,
+    resources: VolumeResourceRequirements,
+) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
         access_modes: Some(access_modes),
         resources: Some(resources),
         selector: storage.selector.clone(),
@@ -448,7 +586,17 @@ fn storage_claim_spec(
         data_source: storage.data_source.clone(),
         data_source_ref: storage.data_source_ref.clone(),
         ..Default::default()
-    })
+    }
+}
+
+/// The bytes a claim spec requests, if it says.
+pub fn requested_bytes(spec: &PersistentVolumeClaimSpec) -> Option<u64> {
+    spec.resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .and_then(|q| quantity::parse_bytes(&q.0))
 }
 
 /// Whether `claim` belongs to `dv`: it names the DataVolume as its controller or was created
@@ -741,10 +889,61 @@ mod tests {
     }
 
     #[test]
-    fn clone_sources_are_refused_clearly() {
-        let err =
-            render(&dv("d", json!({"pvc": {"namespace": "a", "name": "b"}}))).expect_err("clone");
-        assert!(err.message.contains("not supported"), "{}", err.message);
+    fn clone_sources_are_clone_targets() {
+        for source in [
+            json!({"pvc": {"namespace": "a", "name": "b"}}),
+            json!({"snapshot": {"namespace": "a", "name": "b"}}),
+        ] {
+            assert_eq!(transfer_of(&dv("d", source)), Ok(WorkerKind::CloneTarget));
+        }
+        let mut d = dv("d", json!({"blank": {}}));
+        d.spec.source = None;
+        d.spec.source_ref = Some(cdi_crds::DataVolumeSourceRef {
+            kind: "DataSource".into(),
+            namespace: None,
+            name: "fedora".into(),
+        });
+        assert_eq!(transfer_of(&d), Ok(WorkerKind::CloneTarget));
+        d.spec.source_ref.as_mut().expect("ref").kind = "PersistentVolumeClaim".into();
+        let err = transfer_of(&d).expect_err("another kind");
+        assert!(err.message.contains("not DataSource"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_clone_without_a_size_takes_the_sources() {
+        let view = storage();
+        let mut d = dv("d", json!({"pvc": {"namespace": "a", "name": "b"}}));
+        if let Some(s) = d.spec.storage.as_mut() {
+            s.resources = None;
+        }
+        let size = |claim: &PersistentVolumeClaim| {
+            requested_bytes(claim.spec.as_ref().expect("spec")).expect("a size")
+        };
+        let fs_source = SourceSize {
+            bytes: 1 << 30,
+            block: false,
+        };
+        let claim =
+            render_clone_claim(&d, &EffectiveConfig::default(), &view, fs_source).expect("renders");
+        assert_eq!(
+            size(&claim),
+            1 << 30,
+            "a Filesystem source's size, as it is"
+        );
+        let block_source = SourceSize {
+            bytes: 1 << 30,
+            block: true,
+        };
+        let claim = render_clone_claim(&d, &EffectiveConfig::default(), &view, block_source)
+            .expect("renders");
+        assert!(
+            size(&claim) > 1 << 30,
+            "a Block source's disk grows by the filesystem overhead"
+        );
+        assert!(
+            render_claim(&d, &EffectiveConfig::default(), &view).is_err(),
+            "an import still needs a size"
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ use super::plan::{self, PlanError, StorageView};
 use super::status::{self, Observed};
 use crate::context::object_key;
 use crate::metrics::PhaseLabels;
-use crate::{Context, Error, progress};
+use crate::worker::WorkerKind;
+use crate::{Context, Error, clone, progress};
 
 const CONTROLLER: &str = "datavolume";
 /// How often progress is read while an import runs (upstream: every 2 s).
@@ -37,7 +38,8 @@ pub async fn run(
     let client = ctx.client.clone();
     let dvs: Api<DataVolume> = Api::all(client.clone());
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
-    let controller = Controller::new(dvs, watcher::Config::default());
+    let controller = Controller::new(dvs, watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch_backoff());
     let store = controller.store();
     controller
         .owns(claims, watcher::Config::default())
@@ -102,12 +104,26 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
     let existing = claims.get_opt(&name).await?;
     let mut plan_error: Option<PlanError> = None;
     let mut foreign = false;
+    let mut clone_phase = None;
+    let mut extra_events = Vec::new();
+    let mut requeue = None;
     let claim = match existing {
-        Some(c) if plan::claim_belongs_to(&c, dv) => Some(c),
-        Some(_) => {
+        Some(c) if plan::claim_belongs_to(&c, dv) && transfer != Some(WorkerKind::CloneTarget) => {
+            Some(c)
+        }
+        Some(c) if !plan::claim_belongs_to(&c, dv) => {
             foreign = true;
             None
         }
+        existing if transfer == Some(WorkerKind::CloneTarget) => {
+            let step = clone::flow::reconcile(dv, ctx, existing).await?;
+            plan_error = step.waiting;
+            clone_phase = step.phase;
+            extra_events = step.events;
+            requeue = step.requeue;
+            step.claim
+        }
+        Some(_) => None,
         None => match plan::render_claim(dv, &config, &view) {
             Ok(rendered) => match claims.create(&PostParams::default(), &rendered).await {
                 Ok(created) => {
@@ -150,6 +166,7 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
         plan_error: plan_error.as_ref(),
         transfer,
         wait_for_first_consumer,
+        clone_phase,
         now: Time(Timestamp::now()),
     };
     let mut outcome = status::compute(&observed);
@@ -159,7 +176,11 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
     let mut poll_progress = false;
     if matches!(
         phase,
-        Some(DataVolumePhase::ImportInProgress | DataVolumePhase::UploadReady)
+        Some(
+            DataVolumePhase::ImportInProgress
+                | DataVolumePhase::UploadReady
+                | DataVolumePhase::CloneInProgress
+        )
     ) && let Some(claim) = &claim
     {
         let (percent, reachable) = read_progress(ctx, &ns, claim).await;
@@ -197,13 +218,23 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Context) -> Result<Action, Error> {
         }
     }
     let dv_ref = dv.object_ref(&());
-    for event in &outcome.events {
+    for event in extra_events.iter().chain(&outcome.events) {
         ctx.publish(&dv_ref, event).await;
     }
 
     Ok(if poll_progress {
         Action::requeue(PROGRESS_INTERVAL)
-    } else if plan_error.is_some() {
+    } else if let Some(after) = requeue {
+        Action::requeue(after)
+    } else if plan_error.as_ref().is_some_and(|e| !e.terminal) {
+        Action::requeue(PLAN_RETRY)
+    } else if transfer == Some(WorkerKind::CloneTarget)
+        && claim.is_some()
+        && phase != Some(DataVolumePhase::Succeeded)
+        && phase != Some(DataVolumePhase::Failed)
+    {
+        // A clone's temporary objects go once its claim is filled; the claim's changes are
+        // watched, but a restored claim's binding is not.
         Action::requeue(PLAN_RETRY)
     } else {
         Action::await_change()
@@ -359,5 +390,241 @@ mod tests {
             api2.calls()
         );
         assert!(before > 0);
+    }
+
+    mod clones {
+        use super::*;
+        use crate::datavolume::plan::StorageView;
+        use crate::fixtures::{DV_UID, mock_context_with_storage, profile, storage_class};
+        use cdi_crds::{CloneStrategy, VolumeMode};
+
+        const SOURCE_PATH: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/golden";
+        const TARGET_PATH: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/vm-disk";
+        const SNAPSHOTS: &str = "/apis/snapshot.storage.k8s.io/v1/namespaces/ns/volumesnapshots";
+
+        fn clone_dv(source_ns: &str) -> DataVolume {
+            dv(
+                "vm-disk",
+                json!({"pvc": {"namespace": source_ns, "name": "golden"}}),
+            )
+        }
+
+        fn source_claim(annotations: serde_json::Value) -> serde_json::Value {
+            json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "golden", "namespace": "ns", "uid": "src-uid",
+                             "annotations": annotations},
+                "spec": {"storageClassName": "csi", "volumeMode": "Filesystem",
+                         "accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "1Gi"}}},
+                "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}
+            })
+        }
+
+        /// A CSI class `csi` (provisioner `csi.a`) whose profile asks for `strategy`.
+        fn csi_storage(strategy: Option<CloneStrategy>, snapshot_class: bool) -> StorageView {
+            let mut class = storage_class("csi", "Immediate", true);
+            class.provisioner = "csi.a".into();
+            class.allow_volume_expansion = Some(true);
+            let mut p = profile("csi", VolumeMode::Filesystem);
+            if let Some(status) = p.status.as_mut() {
+                status.clone_strategy = strategy;
+                status.snapshot_class = snapshot_class.then(|| "snapclass".into());
+            }
+            StorageView {
+                classes: vec![std::sync::Arc::new(class)],
+                profiles: vec![std::sync::Arc::new(p)],
+            }
+        }
+
+        fn status_of(api: &crate::fixtures::MockApi) -> serde_json::Value {
+            api.body("PATCH", "/datavolumes/vm-disk/status")
+                .expect("status patched")["status"]
+                .clone()
+        }
+
+        fn events(api: &crate::fixtures::MockApi) -> Vec<String> {
+            api.requests()
+                .into_iter()
+                .filter(|s| s.method == "POST" && s.path.contains("/events"))
+                .map(|s| s.body["reason"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn without_a_snapshot_class_a_clone_copies_host_assisted() {
+            let (ctx, api) = mock_context_with_storage(
+                BTreeMap::from([(SOURCE_PATH.to_string(), source_claim(json!({})))]),
+                csi_storage(None, false),
+            );
+            reconcile_dv(&clone_dv("ns"), &ctx)
+                .await
+                .expect("reconciles");
+            let claim = api
+                .body("POST", "/persistentvolumeclaims")
+                .expect("target claim created");
+            let a = &claim["metadata"]["annotations"];
+            assert_eq!(a["k8s.io/CloneRequest"], "ns/golden");
+            assert_eq!(a["cdi.kubevirt.io/cloneType"], "copy");
+            assert!(
+                a["cdi.kubevirt.io/cloneFallbackReason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("no VolumeSnapshotClass")),
+                "{a}"
+            );
+            assert!(claim["spec"].get("dataSource").is_none());
+            assert!(events(&api).contains(&"NoVolumeSnapshotClass".to_owned()));
+        }
+
+        #[tokio::test]
+        async fn a_csi_clone_claim_names_its_source() {
+            let (ctx, api) = mock_context_with_storage(
+                BTreeMap::from([(SOURCE_PATH.to_string(), source_claim(json!({})))]),
+                csi_storage(Some(CloneStrategy::CsiClone), false),
+            );
+            reconcile_dv(&clone_dv("ns"), &ctx)
+                .await
+                .expect("reconciles");
+            let claim = api.body("POST", "/persistentvolumeclaims").expect("claim");
+            assert_eq!(
+                claim["spec"]["dataSource"],
+                json!({"kind": "PersistentVolumeClaim", "name": "golden"})
+            );
+            assert_eq!(
+                claim["metadata"]["annotations"]["cdi.kubevirt.io/cloneType"],
+                "csi-clone"
+            );
+            assert!(
+                claim["metadata"]["annotations"]
+                    .get("k8s.io/CloneRequest")
+                    .is_none()
+            );
+        }
+
+        #[tokio::test]
+        async fn a_smart_clone_snapshots_first_and_restores_once_ready() {
+            let view = csi_storage(Some(CloneStrategy::Snapshot), true);
+            let (ctx, api) = mock_context_with_storage(
+                BTreeMap::from([(SOURCE_PATH.to_string(), source_claim(json!({})))]),
+                view.clone(),
+            );
+            let action = reconcile_dv(&clone_dv("ns"), &ctx)
+                .await
+                .expect("reconciles");
+            assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+            let snapshot = api
+                .body("POST", "/volumesnapshots")
+                .expect("snapshot taken");
+            assert_eq!(
+                snapshot["metadata"]["name"],
+                format!("tmp-snapshot-{DV_UID}")
+            );
+            assert_eq!(
+                snapshot["spec"],
+                json!({"source": {"persistentVolumeClaimName": "golden"},
+                       "volumeSnapshotClassName": "snapclass"})
+            );
+            assert!(api.body("POST", "/persistentvolumeclaims").is_none());
+            assert_eq!(status_of(&api)["phase"], "SnapshotForSmartCloneInProgress");
+
+            let ready = json!({
+                "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                "metadata": {"name": format!("tmp-snapshot-{DV_UID}"), "namespace": "ns"},
+                "spec": {}, "status": {"readyToUse": true, "restoreSize": "1Gi"}
+            });
+            let (ctx, api) = mock_context_with_storage(
+                BTreeMap::from([
+                    (SOURCE_PATH.to_string(), source_claim(json!({}))),
+                    (format!("{SNAPSHOTS}/tmp-snapshot-{DV_UID}"), ready),
+                ]),
+                view,
+            );
+            reconcile_dv(&clone_dv("ns"), &ctx)
+                .await
+                .expect("reconciles");
+            let claim = api.body("POST", "/persistentvolumeclaims").expect("claim");
+            assert_eq!(
+                claim["spec"]["dataSource"],
+                json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
+                       "name": format!("tmp-snapshot-{DV_UID}")})
+            );
+            assert_eq!(
+                claim["metadata"]["annotations"]["cdi.kubevirt.io/cloneType"],
+                "snapshot"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_bound_smart_clone_drops_its_snapshot_and_succeeds() {
+            let target = json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "vm-disk", "namespace": "ns", "uid": "t-uid",
+                    "annotations": {"cdi.kubevirt.io/cloneType": "snapshot",
+                                    "cdi.kubevirt.io/createdForDataVolume": DV_UID}},
+                "spec": {"dataSource": {"kind": "VolumeSnapshot", "name": "x"}},
+                "status": {"phase": "Bound"}
+            });
+            let (ctx, api) = mock_context_with_storage(
+                BTreeMap::from([(TARGET_PATH.to_string(), target)]),
+                csi_storage(Some(CloneStrategy::Snapshot), true),
+            );
+            reconcile_dv(&clone_dv("ns"), &ctx)
+                .await
+                .expect("reconciles");
+            assert!(
+                api.calls()
+                    .contains(&format!("DELETE {SNAPSHOTS}/tmp-snapshot-{DV_UID}")),
+                "{:?}",
+                api.calls()
+            );
+            assert_eq!(status_of(&api)["phase"], "Succeeded");
+            assert!(events(&api).contains(&"CloneSucceeded".to_owned()));
+        }
+
+        #[tokio::test]
+        async fn a_missing_or_unfilled_source_is_waited_for() {
+            let (ctx, api) = mock_context_with_storage(BTreeMap::new(), csi_storage(None, false));
+            let action = reconcile_dv(&clone_dv("ns"), &ctx)
+                .await
+                .expect("reconciles");
+            assert_eq!(action, Action::requeue(PLAN_RETRY));
+            let status = status_of(&api);
+            assert_eq!(status["phase"], "Pending");
+            assert_eq!(status["conditions"][0]["reason"], "CloneWithoutSource");
+            assert!(api.body("POST", "/persistentvolumeclaims").is_none());
+
+            let importing = source_claim(json!({"cdi.kubevirt.io/storage.pod.phase": "Running"}));
+            let (ctx, api) = mock_context_with_storage(
+                BTreeMap::from([(SOURCE_PATH.to_string(), importing)]),
+                csi_storage(None, false),
+            );
+            reconcile_dv(&clone_dv("ns"), &ctx)
+                .await
+                .expect("reconciles");
+            let status = status_of(&api);
+            assert_eq!(status["conditions"][0]["reason"], "CloneSourceNotPopulated");
+            assert!(api.body("POST", "/persistentvolumeclaims").is_none());
+        }
+
+        #[tokio::test]
+        async fn a_cross_namespace_clone_without_a_valid_token_fails() {
+            let (ctx, api) = mock_context_with_storage(BTreeMap::new(), csi_storage(None, false));
+            let action = reconcile_dv(&clone_dv("golden"), &ctx)
+                .await
+                .expect("reconciles");
+            assert_eq!(action, Action::await_change());
+            let status = status_of(&api);
+            assert_eq!(status["phase"], "Failed");
+            let message = status["conditions"][0]["message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(message.contains("not authorized"), "{message}");
+            assert!(events(&api).contains(&"ErrUnableToClone".to_owned()));
+            assert!(
+                !api.calls().iter().any(|c| c.starts_with("POST /api/v1")),
+                "nothing is created: {:?}",
+                api.calls()
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use cdi_crds::annotations::{condition, import, pod};
+use cdi_crds::annotations::{clone, condition, import, pod};
 use cdi_crds::datavolume::PROGRESS_NOT_AVAILABLE;
 use cdi_crds::{
     ConditionStatus, DataVolume, DataVolumeCondition, DataVolumeConditionType, DataVolumePhase,
@@ -35,6 +35,8 @@ pub struct Observed<'a> {
     /// The claim waits for a consumer before binding (WaitForFirstConsumer class, the feature
     /// gate on, no immediate-binding annotation).
     pub wait_for_first_consumer: bool,
+    /// The phase of a clone that has no claim yet (its source being snapshotted).
+    pub clone_phase: Option<DataVolumePhase>,
     pub now: Time,
 }
 
@@ -106,11 +108,26 @@ pub fn compute(o: &Observed) -> Outcome {
     // Before the claim names its worker (an invalid spec), it reads as an import.
     let kind = o.transfer.unwrap_or(WorkerKind::Importer);
     let ready_pod = ann.get(pod::READY).is_some_and(|v| v == "true");
+    // A claim the storage fills itself (CSI clone, restore from a snapshot) is done once bound.
+    let storage_filled = (!ann.contains_key(clone::CLONE_REQUEST))
+        .then(|| ann.get(clone::CLONE_TYPE).map(String::as_str))
+        .flatten()
+        .and_then(|t| match t {
+            "csi-clone" => Some(DataVolumePhase::CsiCloneInProgress),
+            "snapshot" => Some(DataVolumePhase::CloneFromSnapshotSourceInProgress),
+            _ => None,
+        });
     let phase = match (o.claim, claim_phase) {
-        (None, _) => DataVolumePhase::Pending,
+        (None, _) if o.plan_error.is_some_and(|e| e.terminal) => DataVolumePhase::Failed,
+        (None, _) => o.clone_phase.clone().unwrap_or(DataVolumePhase::Pending),
         (Some(_), Some("Lost")) => DataVolumePhase::Failed,
         _ if fatal => DataVolumePhase::Failed,
         (Some(_), _) if pod_phase == "Succeeded" => DataVolumePhase::Succeeded,
+        (Some(_), Some("Bound")) if storage_filled.is_some() => DataVolumePhase::Succeeded,
+        (Some(_), _) if o.wait_for_first_consumer && storage_filled.is_some() => {
+            DataVolumePhase::WaitForFirstConsumer
+        }
+        (Some(_), _) if let Some(in_progress) = storage_filled.clone() => in_progress,
         (Some(_), Some("Bound")) => match pod_phase {
             "" => DataVolumePhase::PvcBound,
             "Pending" => kind.scheduled_phase(),
@@ -286,8 +303,10 @@ fn events(
         return out;
     };
     let failure = || {
-        new_running
-            .and_then(|r| r.message.clone())
+        plan_error
+            .filter(|e| e.terminal)
+            .map(|e| e.message.clone())
+            .or_else(|| new_running.and_then(|r| r.message.clone()))
             .unwrap_or_else(|| format!("Transfer into {name} failed"))
     };
     let event = match phase {
@@ -309,6 +328,26 @@ fn events(
         DataVolumePhase::UploadReady => Some(EventSpec::normal(
             "UploadReady",
             format!("Upload into {name} ready"),
+        )),
+        DataVolumePhase::CloneScheduled => Some(EventSpec::normal(
+            "CloneScheduled",
+            format!("Cloning into {name} scheduled"),
+        )),
+        DataVolumePhase::CloneInProgress => Some(EventSpec::normal(
+            "CloneInProgress",
+            format!("Cloning into {name} in progress"),
+        )),
+        DataVolumePhase::CsiCloneInProgress => Some(EventSpec::normal(
+            "CSICloneInProgress",
+            format!("CSI volume clone into {name} in progress"),
+        )),
+        DataVolumePhase::SnapshotForSmartCloneInProgress => Some(EventSpec::normal(
+            "SnapshotForSmartCloneInProgress",
+            format!("Snapshotting the source of {name}"),
+        )),
+        DataVolumePhase::CloneFromSnapshotSourceInProgress => Some(EventSpec::normal(
+            "CloneFromSnapshotSourceInProgress",
+            format!("Restoring {name} from a snapshot"),
         )),
         DataVolumePhase::WaitForFirstConsumer => Some(EventSpec::normal(
             "WaitForFirstConsumer",
@@ -358,6 +397,7 @@ mod tests {
             plan_error: None,
             transfer: Some(transfer),
             wait_for_first_consumer: false,
+            clone_phase: None,
             now: Time(Timestamp::now()),
         })
     }
@@ -554,6 +594,7 @@ mod tests {
             plan_error: None,
             transfer: Some(WorkerKind::Importer),
             wait_for_first_consumer: true,
+            clone_phase: None,
             now: Time(Timestamp::now()),
         });
         assert_eq!(o.status.phase, Some(DataVolumePhase::WaitForFirstConsumer));
@@ -581,11 +622,7 @@ mod tests {
     #[test]
     fn plan_error_is_pending_with_a_warning_once() {
         let d = http_dv();
-        let err = PlanError {
-            reason: "ErrClaimNotValid",
-            message: "no accessMode specified in StorageProfile local".into(),
-            no_default_class: false,
-        };
+        let err = PlanError::invalid("no accessMode specified in StorageProfile local");
         let observed = |d: &DataVolume| {
             compute(&Observed {
                 dv: d,
@@ -594,6 +631,7 @@ mod tests {
                 plan_error: Some(&err),
                 transfer: Some(WorkerKind::Importer),
                 wait_for_first_consumer: false,
+                clone_phase: None,
                 now: Time(Timestamp::now()),
             })
         };
@@ -621,6 +659,7 @@ mod tests {
             plan_error: None,
             transfer: Some(WorkerKind::Importer),
             wait_for_first_consumer: false,
+            clone_phase: None,
             now: Time(Timestamp::now()),
         });
         assert_eq!(
@@ -629,5 +668,80 @@ mod tests {
                 .as_deref(),
             Some("ErrResourceExists")
         );
+    }
+
+    #[test]
+    fn clones_the_storage_fills_succeed_once_bound() {
+        use DataVolumePhase as P;
+        let d = http_dv();
+        let table = [
+            ("csi-clone", "Pending", P::CsiCloneInProgress),
+            ("csi-clone", "Bound", P::Succeeded),
+            ("snapshot", "Pending", P::CloneFromSnapshotSourceInProgress),
+            ("snapshot", "Bound", P::Succeeded),
+        ];
+        for (clone_type, claim_phase, want) in table {
+            let c = claim(claim_phase, &[(clone::CLONE_TYPE, clone_type)]);
+            let o = observe(&d, Some(&c), WorkerKind::CloneTarget);
+            assert_eq!(
+                o.status.phase,
+                Some(want.clone()),
+                "{clone_type} {claim_phase}"
+            );
+            if want == P::Succeeded {
+                assert!(o.events.iter().any(|e| e.reason == "CloneSucceeded"));
+                assert_eq!(o.status.progress.as_deref(), Some(PROGRESS_DONE));
+            }
+        }
+        // A host-assisted copy is done when its worker is, not when its claim binds.
+        let copy = claim(
+            "Bound",
+            &[
+                (clone::CLONE_TYPE, "copy"),
+                (clone::CLONE_REQUEST, "golden/fedora"),
+                (pod::PHASE, "Running"),
+                (pod::READY, "true"),
+            ],
+        );
+        let o = observe(&d, Some(&copy), WorkerKind::CloneTarget);
+        assert_eq!(o.status.phase, Some(P::CloneInProgress));
+        assert!(o.events.iter().any(|e| e.reason == "CloneInProgress"));
+    }
+
+    #[test]
+    fn a_clone_before_its_claim_shows_its_own_phase_or_fails_when_denied() {
+        let d = http_dv();
+        let observed = |clone_phase, plan_error| {
+            compute(&Observed {
+                dv: &d,
+                claim: None,
+                foreign_claim: false,
+                plan_error,
+                transfer: Some(WorkerKind::CloneTarget),
+                wait_for_first_consumer: false,
+                clone_phase,
+                now: Time(Timestamp::now()),
+            })
+        };
+        let o = observed(Some(DataVolumePhase::SnapshotForSmartCloneInProgress), None);
+        assert_eq!(
+            o.status.phase,
+            Some(DataVolumePhase::SnapshotForSmartCloneInProgress)
+        );
+        assert!(
+            o.events
+                .iter()
+                .any(|e| e.reason == "SnapshotForSmartCloneInProgress")
+        );
+
+        let denied = PlanError::failed("ErrUnableToClone", "cloning is not authorized: no token");
+        let o = observed(None, Some(&denied));
+        assert_eq!(o.status.phase, Some(DataVolumePhase::Failed));
+        let failed = o
+            .events
+            .iter()
+            .find(|e| e.reason == "CloneFailed")
+            .expect("a failure event");
+        assert!(failed.message.contains("no token"), "{}", failed.message);
     }
 }

@@ -1,8 +1,7 @@
 //! The kinds of worker that fill a claim, and everything that differs between them outside the
 //! pod itself: names, the claim annotations they are tracked by, the objects beside the pod,
 //! metrics labels, events, and the DataVolume phases and events their progress maps to. A new
-//! worker kind (the cloner next) is one more variant here, not one more branch in every
-//! reconciler.
+//! worker kind is one more variant here, not one more branch in every reconciler.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +19,9 @@ pub enum WorkerKind {
     Importer,
     /// An upload server pod, with its Service and TLS Secret.
     UploadServer,
+    /// The target of a host-assisted clone: an upload server pod (Service, TLS Secret) taking
+    /// only the clone stream, fed by a cloner pod on the source claim (`k8s.io/CloneRequest`).
+    CloneTarget,
 }
 
 /// Objects other than the pod that a worker kind keeps for a claim (deleted with it).
@@ -37,6 +39,8 @@ impl WorkerKind {
         let a = claim.metadata.annotations.as_ref()?;
         if a.contains_key(import::ENDPOINT) || a.contains_key(import::SOURCE) {
             Some(WorkerKind::Importer)
+        } else if a.contains_key(clone::CLONE_REQUEST) {
+            Some(WorkerKind::CloneTarget)
         } else if a.contains_key(clone::UPLOAD_TARGET) {
             Some(WorkerKind::UploadServer)
         } else {
@@ -48,7 +52,7 @@ impl WorkerKind {
     pub fn pod_name(self, claim: &str) -> String {
         match self {
             WorkerKind::Importer => naming::importer_pod(claim),
-            WorkerKind::UploadServer => naming::upload_pod(claim),
+            WorkerKind::UploadServer | WorkerKind::CloneTarget => naming::upload_pod(claim),
         }
     }
 
@@ -57,14 +61,14 @@ impl WorkerKind {
     pub fn container_name(self) -> &'static str {
         match self {
             WorkerKind::Importer => "importer",
-            WorkerKind::UploadServer => "cdi-upload-server",
+            WorkerKind::UploadServer | WorkerKind::CloneTarget => "cdi-upload-server",
         }
     }
 
     /// Whether the pod's readiness is copied onto the claim (an upload server is ready when it
     /// takes uploads).
     pub fn reports_readiness(self) -> bool {
-        self == WorkerKind::UploadServer
+        matches!(self, WorkerKind::UploadServer | WorkerKind::CloneTarget)
     }
 
     /// The Running condition's message once the worker finished.
@@ -72,6 +76,7 @@ impl WorkerKind {
         match self {
             WorkerKind::Importer => "Import Complete",
             WorkerKind::UploadServer => "Upload Complete",
+            WorkerKind::CloneTarget => "Clone Complete",
         }
     }
 
@@ -79,7 +84,7 @@ impl WorkerKind {
     pub fn companions(self, claim: &str) -> Companions {
         match self {
             WorkerKind::Importer => Companions::default(),
-            WorkerKind::UploadServer => Companions {
+            WorkerKind::UploadServer | WorkerKind::CloneTarget => Companions {
                 // The Secret is named after the pod, as upstream's.
                 secret: Some(naming::upload_pod(claim)),
                 service: Some(naming::upload_service(claim)),
@@ -95,7 +100,7 @@ impl WorkerKind {
             WorkerKind::Importer => {
                 a.insert(import::IMPORT_POD_NAME.into(), pod_name.into());
             }
-            WorkerKind::UploadServer => {
+            WorkerKind::UploadServer | WorkerKind::CloneTarget => {
                 a.insert(pod_ann::UPLOAD_POD_NAME.into(), pod_name.into());
                 a.insert(pod_ann::READY.into(), "false".into());
             }
@@ -108,6 +113,7 @@ impl WorkerKind {
         match self {
             WorkerKind::Importer => "importer",
             WorkerKind::UploadServer => "upload",
+            WorkerKind::CloneTarget => "clone",
         }
     }
 
@@ -116,6 +122,7 @@ impl WorkerKind {
         let reason = match self {
             WorkerKind::Importer => "ImportTargetInUse",
             WorkerKind::UploadServer => "UploadTargetInUse",
+            WorkerKind::CloneTarget => "CloneTargetInUse",
         };
         EventSpec::warning(
             reason,
@@ -128,6 +135,7 @@ impl WorkerKind {
         match self {
             WorkerKind::Importer => EventSpec::normal("ImportSucceeded", "Import Successful"),
             WorkerKind::UploadServer => EventSpec::normal("UploadSucceeded", "Upload Successful"),
+            WorkerKind::CloneTarget => EventSpec::normal("CloneSucceeded", "Clone Successful"),
         }
     }
 
@@ -136,6 +144,7 @@ impl WorkerKind {
         let reason = match self {
             WorkerKind::Importer => "ErrImportFailed",
             WorkerKind::UploadServer => "ErrUploadFailed",
+            WorkerKind::CloneTarget => "CloneFailed",
         };
         EventSpec::warning(reason, message)
     }
@@ -145,6 +154,7 @@ impl WorkerKind {
         match self {
             WorkerKind::Importer => DataVolumePhase::ImportScheduled,
             WorkerKind::UploadServer => DataVolumePhase::UploadScheduled,
+            WorkerKind::CloneTarget => DataVolumePhase::CloneScheduled,
         }
     }
 
@@ -155,6 +165,9 @@ impl WorkerKind {
             WorkerKind::Importer => DataVolumePhase::ImportInProgress,
             WorkerKind::UploadServer if ready => DataVolumePhase::UploadReady,
             WorkerKind::UploadServer => DataVolumePhase::UploadScheduled,
+            // The cloner starts once the upload server is ready.
+            WorkerKind::CloneTarget if ready => DataVolumePhase::CloneInProgress,
+            WorkerKind::CloneTarget => DataVolumePhase::CloneScheduled,
         }
     }
 
@@ -169,6 +182,9 @@ impl WorkerKind {
                 "UploadSucceeded",
                 format!("Successfully uploaded into {name}"),
             ),
+            WorkerKind::CloneTarget => {
+                EventSpec::normal("CloneSucceeded", format!("Successfully cloned into {name}"))
+            }
         }
     }
 
@@ -177,6 +193,7 @@ impl WorkerKind {
         match self {
             WorkerKind::Importer => EventSpec::warning("ImportFailed", message),
             WorkerKind::UploadServer => EventSpec::warning("UploadFailed", message),
+            WorkerKind::CloneTarget => EventSpec::warning("CloneFailed", message),
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The worker controller: for every claim annotated with an import source or as an upload
-//! target, runs the pod that fills it ([`kind`] says what differs between kinds; [`pod`] holds
-//! what their pods share; [`importer`], [`upload`] render each), copies the pod's state onto
+//! The worker controller: for every claim annotated with an import source, as an upload
+//! target or as a clone target, runs the pod that fills it ([`kind`] says what differs between
+//! kinds; [`pod`] holds what their pods share; [`importer`], [`upload`] render each, and
+//! [`cloner`] the source side of a host-assisted clone), copies the pod's state onto
 //! the claim's annotations ([`state`], [`termination`]) and cleans up when it is done
 //! ([`reconcile`]).
 
+pub mod cloner;
 pub mod importer;
 pub mod kind;
 pub mod pod;

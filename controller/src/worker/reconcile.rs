@@ -6,23 +6,28 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cdi_crds::annotations::{content, import, pod as pod_ann, switches};
+use cdi_crds::annotations::{clone, condition, content, import, pod as pod_ann, switches};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
+use super::cloner::{self, CloneRequest};
 use super::state::{Next, observe};
 use super::{WorkerKind, importer, pod, upload};
-use crate::context::object_key;
+use crate::apply;
+use crate::context::{EventSpec, object_key};
 use crate::metrics::ControllerLabels;
 use crate::{Context, Error, naming};
 
 const CONTROLLER: &str = "worker";
 /// Label selecting what the controller creates (claims, pods, Services, Secrets).
 const CDI_SELECTOR: &str = "app=containerized-data-importer";
+/// Label selecting cloner pods.
+const CLONE_SOURCE_SELECTOR: &str = "cdi.kubevirt.io=cdi-clone-source";
 
 /// Runs the worker controller until `shutdown` resolves.
 pub async fn run(
@@ -35,9 +40,22 @@ pub async fn run(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
     )
+    .trigger_backoff(crate::backoff::watch_backoff())
     .owns(Api::<Pod>::all(client.clone()), owned())
     .owns(Api::<Service>::all(client.clone()), owned())
     .owns(Api::<Secret>::all(client.clone()), owned())
+    // A cloner pod in another namespace than its target claim cannot be owned by it.
+    .watches(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(CLONE_SOURCE_SELECTOR),
+        |pod| {
+            let (ns, name) = pod
+                .annotations()
+                .get(clone::CLONE_TARGET)?
+                .split_once('/')?;
+            Some(ObjectRef::new(name).within(ns))
+        },
+    )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, Arc::new(ctx))
     .for_each(|_| futures::future::ready(()))
@@ -83,14 +101,14 @@ async fn reconcile_claim(
     if claim.metadata.deletion_timestamp.is_some() {
         // The claim is protected while a pod uses it; the pod must go first.
         ctx.worker_backoff.forget(claim);
-        cleanup(ctx, &ns, &name, kind, false).await?;
+        cleanup(ctx, claim, kind, false).await?;
         return Ok(Action::await_change());
     }
     let done = is(pod_ann::PHASE, "Succeeded");
     if done || is(import::FATAL_ERROR, "true") {
         ctx.worker_backoff.forget(claim);
         if !(done && retain) {
-            cleanup(ctx, &ns, &name, kind, false).await?;
+            cleanup(ctx, claim, kind, false).await?;
         }
         return Ok(Action::await_change());
     }
@@ -101,6 +119,13 @@ async fn reconcile_claim(
     let Some(pod) = pods.get_opt(&pod_name).await? else {
         if let Some(wait) = ctx.worker_backoff.wait(claim) {
             return Ok(Action::requeue(wait));
+        }
+        // The cached claim may lag behind what this controller wrote (the pod just finished
+        // and was deleted): only the claim as it is now can say a new pod is due.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        match claims.get_opt(&name).await? {
+            Some(now) if still_to_fill(&now) => {}
+            _ => return Ok(Action::await_change()),
         }
         create_worker(claim, kind, ctx, &ns).await?;
         ctx.worker_backoff.created(claim);
@@ -121,6 +146,12 @@ async fn reconcile_claim(
     match next {
         Next::Wait => {
             patch_annotations(ctx, claim, &update, None).await?;
+            if kind == WorkerKind::CloneTarget {
+                let ready = update.get(pod_ann::READY).is_some_and(|r| r == "true");
+                if let Some(action) = drive_clone_source(ctx, claim, &pod, ready).await? {
+                    return Ok(action);
+                }
+            }
         }
         Next::Complete {
             preallocation_applied,
@@ -134,19 +165,19 @@ async fn reconcile_claim(
             tracing::info!(pod = %pod_name, "Transfer complete.");
             ctx.worker_backoff.forget(claim);
             if !retain {
-                cleanup(ctx, &ns, &name, kind, false).await?;
+                cleanup(ctx, claim, kind, false).await?;
             }
         }
         Next::Fail { reason, message } => {
             patch_annotations(ctx, claim, &update, None).await?;
             ctx.publish(&claim_ref, &kind.claim_failed(&message)).await;
             tracing::warn!(pod = %pod_name, %reason, %message, "Transfer failed for good; not retrying.");
-            cleanup(ctx, &ns, &name, kind, false).await?;
+            cleanup(ctx, claim, kind, false).await?;
         }
         Next::Recreate => {
             patch_annotations(ctx, claim, &update, None).await?;
             tracing::warn!(pod = %pod_name, "Worker pod ended without finishing; recreating it.");
-            cleanup(ctx, &ns, &name, kind, true).await?;
+            cleanup(ctx, claim, kind, true).await?;
             return Ok(Action::requeue(
                 ctx.worker_backoff
                     .wait(claim)
@@ -155,6 +186,15 @@ async fn reconcile_claim(
         }
     }
     Ok(Action::await_change())
+}
+
+/// Whether `claim` still needs its worker: not being deleted, not done, not failed for good.
+fn still_to_fill(claim: &PersistentVolumeClaim) -> bool {
+    let a = claim.metadata.annotations.as_ref();
+    let is = |k: &str, v: &str| a.and_then(|a| a.get(k)).is_some_and(|x| x == v);
+    claim.metadata.deletion_timestamp.is_none()
+        && !is(pod_ann::PHASE, "Succeeded")
+        && !is(import::FATAL_ERROR, "true")
 }
 
 /// What decides whether a claim's worker pod may start.
@@ -243,7 +283,7 @@ async fn create_worker(
             settings: &ctx.settings,
             config: &config,
         }),
-        WorkerKind::UploadServer => {
+        WorkerKind::UploadServer | WorkerKind::CloneTarget => {
             let name = claim.name_any();
             let service = naming::upload_service(&name);
             let (data, deadline) =
@@ -331,64 +371,294 @@ where
 }
 
 /// Deletes the worker pod and the objects its kind keeps beside it (all but the Service when
-/// `renew` asks only for a fresh pod and certificates).
+/// `renew` asks only for a fresh pod and certificates), and a clone's cloner pod and Secret in
+/// the source's namespace.
 async fn cleanup(
     ctx: &Context,
-    ns: &str,
-    claim: &str,
+    claim: &PersistentVolumeClaim,
     kind: WorkerKind,
     renew: bool,
 ) -> Result<(), Error> {
     let client = ctx.client.clone();
+    let ns = claim
+        .namespace()
+        .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let name = claim.name_any();
+    if kind == WorkerKind::CloneTarget
+        && let Some(request) = CloneRequest::of(claim)
+    {
+        // The source goes first: a cloner without its server only fails and retries.
+        let cloner_pod = cloner::pod_name(claim);
+        delete_if_present(
+            &Api::<Pod>::namespaced(client.clone(), &request.namespace),
+            &cloner_pod,
+        )
+        .await?;
+        delete_if_present(
+            &Api::<Secret>::namespaced(client.clone(), &request.namespace),
+            &cloner_pod,
+        )
+        .await?;
+    }
     delete_if_present(
-        &Api::<Pod>::namespaced(client.clone(), ns),
-        &kind.pod_name(claim),
+        &Api::<Pod>::namespaced(client.clone(), &ns),
+        &kind.pod_name(&name),
     )
     .await?;
-    let companions = kind.companions(claim);
+    let companions = kind.companions(&name);
     if let Some(secret) = companions.secret {
-        delete_if_present(&Api::<Secret>::namespaced(client.clone(), ns), &secret).await?;
+        delete_if_present(&Api::<Secret>::namespaced(client.clone(), &ns), &secret).await?;
     }
     if let Some(service) = companions.service.filter(|_| !renew) {
-        delete_if_present(&Api::<Service>::namespaced(client, ns), &service).await?;
+        delete_if_present(&Api::<Service>::namespaced(client, &ns), &service).await?;
     }
     Ok(())
 }
 
-/// Merges `update` into the claim's annotations (and `labels` into its labels) when anything
-/// differs.
+/// How long a clone waits for other users of its source to let go before looking again.
+const SOURCE_IN_USE_RETRY: Duration = Duration::from_secs(10);
+
+/// The source side of a host-assisted clone: once the target's upload server is ready, the
+/// cloner pod (and its certificate) in the source's namespace; then its state, copied onto the
+/// target claim as upstream's `storage.condition.source.running*`. `Some` when the reconcile
+/// should end with that action.
+async fn drive_clone_source(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    upload_pod: &Pod,
+    ready: bool,
+) -> Result<Option<Action>, Error> {
+    let Some(request) = CloneRequest::of(claim) else {
+        return Ok(None);
+    };
+    let client = ctx.client.clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &request.namespace);
+    let cloner_name = cloner::pod_name(claim);
+    let address = cloner::upload_address(upload_pod);
+    if let Some(cloner_pod) = pods.get_opt(&cloner_name).await? {
+        if cloner_pod.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        if address.is_some() && cloner_upload_address(&cloner_pod) != address {
+            // The upload pod was replaced: the cloner must find the new one.
+            tracing::info!(pod = %cloner_name, "Upload server moved; replacing the cloner pod.");
+            delete_if_present(&pods, &cloner_name).await?;
+            return Ok(Some(Action::requeue(Duration::from_secs(1))));
+        }
+        let (state, next) = observe(&cloner_pod, WorkerKind::CloneTarget);
+        let source_state: BTreeMap<String, String> = [
+            (condition::RUNNING, condition::SOURCE_RUNNING),
+            (condition::RUNNING_REASON, condition::SOURCE_RUNNING_REASON),
+            (
+                condition::RUNNING_MESSAGE,
+                condition::SOURCE_RUNNING_MESSAGE,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(from, to)| state.get(from).map(|v| (to.to_owned(), v.clone())))
+        .collect();
+        patch_annotations(ctx, claim, &source_state, None).await?;
+        match next {
+            Next::Fail { reason, message } => {
+                fail_clone(
+                    ctx,
+                    claim,
+                    &reason,
+                    &format!("clone source failed: {message}"),
+                )
+                .await?;
+                return Ok(Some(Action::await_change()));
+            }
+            Next::Recreate => {
+                delete_if_present(&pods, &cloner_name).await?;
+                return Ok(Some(Action::requeue(
+                    ctx.worker_backoff
+                        .wait(claim)
+                        .unwrap_or(Duration::from_secs(1)),
+                )));
+            }
+            Next::Wait | Next::Complete { .. } => {}
+        }
+        return Ok(None);
+    }
+    if !ready {
+        return Ok(None);
+    }
+    let source = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &request.namespace)
+        .get_opt(&request.name)
+        .await?;
+    let source = match source {
+        Some(s) if s.metadata.deletion_timestamp.is_none() => s,
+        gone => {
+            let state = if gone.is_some() {
+                "is being deleted"
+            } else {
+                "no longer exists"
+            };
+            let message = format!(
+                "the clone source claim {} {state}; nothing was copied: create the source again \
+                 and recreate the DataVolume",
+                request.key()
+            );
+            fail_clone(ctx, claim, "CloneWithoutSource", &message).await?;
+            return Ok(Some(Action::await_change()));
+        }
+    };
+    let users: Vec<String> = pods
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| cloner::uses_claim(p, &request.name, &cloner_name))
+        .map(|p| p.name_any())
+        .collect();
+    if !users.is_empty() {
+        ctx.publish(
+            &claim.object_ref(&()),
+            &EventSpec::warning(
+                "CloneSourceInUse",
+                format!(
+                    "pod(s) {} use the clone source {}; the clone starts when they stop",
+                    users.join(", "),
+                    request.key()
+                ),
+            ),
+        )
+        .await;
+        return Ok(Some(Action::requeue(SOURCE_IN_USE_RETRY)));
+    }
+    let Some(address) = address else {
+        return Ok(Some(Action::requeue(Duration::from_secs(2))));
+    };
+    let config = ctx.stores.effective_config();
+    let input = cloner::ClonerInput {
+        target: claim,
+        source: &source,
+        upload_addr: &address,
+        settings: &ctx.settings,
+        config: &config,
+    };
+    let (cert, key) = ctx
+        .upload_certs
+        .client_certificate_named(&cloner::client_name(&request, claim), SystemTime::now())?;
+    let secret = cloner::render_secret(&input, cert, key, ctx.upload_certs.server_ca_bundle());
+    create_or_keep(
+        &Api::<Secret>::namespaced(client.clone(), &request.namespace),
+        &secret,
+    )
+    .await?;
+    create_or_keep(&pods, &cloner::render_pod(&input)).await?;
+    ctx.metrics
+        .pods_created
+        .get_or_create(&ControllerLabels {
+            controller: "clone-source".into(),
+        })
+        .inc();
+    tracing::info!(pod = %cloner_name, source = %request.key(), "Clone source pod created.");
+    patch_annotations(
+        ctx,
+        claim,
+        &BTreeMap::from([(pod_ann::SOURCE_CLONE_POD_NAME.to_owned(), cloner_name)]),
+        None,
+    )
+    .await?;
+    Ok(None)
+}
+
+/// The `UPLOAD_SERVER_ADDR` a cloner pod was given.
+fn cloner_upload_address(pod: &Pod) -> Option<String> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .first()?
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "UPLOAD_SERVER_ADDR")
+        .and_then(|e| e.value.clone())
+}
+
+/// Fails a clone for good: the claim records why (the DataVolume fails with it), and the
+/// worker pods on both sides are deleted.
+async fn fail_clone(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let update = BTreeMap::from([
+        (import::FATAL_ERROR.to_owned(), "true".to_owned()),
+        (condition::RUNNING.to_owned(), "false".to_owned()),
+        (condition::RUNNING_REASON.to_owned(), reason.to_owned()),
+        (condition::RUNNING_MESSAGE.to_owned(), message.to_owned()),
+    ]);
+    patch_annotations(ctx, claim, &update, None).await?;
+    ctx.publish(
+        &claim.object_ref(&()),
+        &WorkerKind::CloneTarget.claim_failed(message),
+    )
+    .await;
+    tracing::warn!(%reason, %message, "Clone failed for good; not retrying.");
+    cleanup(ctx, claim, WorkerKind::CloneTarget, false).await
+}
+
+/// Sets `update` in the claim's annotations (and `labels` in its labels) by server-side apply,
+/// when anything differs ([`crate::apply`]: the apply also names every key this controller set
+/// before, so none is dropped).
 async fn patch_annotations(
     ctx: &Context,
     claim: &PersistentVolumeClaim,
     update: &BTreeMap<String, String>,
     labels: Option<&BTreeMap<String, String>>,
 ) -> Result<(), Error> {
-    let current = claim.metadata.annotations.clone().unwrap_or_default();
-    let current_labels = claim.metadata.labels.clone().unwrap_or_default();
-    let annotations_same = update.iter().all(|(k, v)| current.get(k) == Some(v));
-    let labels_same =
-        labels.is_none_or(|l| l.iter().all(|(k, v)| current_labels.get(k) == Some(v)));
-    if annotations_same && labels_same {
+    let meta = &claim.metadata;
+    let manager = crate::FIELD_MANAGER;
+    let annotations = apply::applied_set(
+        meta,
+        meta.annotations.as_ref(),
+        manager,
+        "annotations",
+        update,
+    );
+    let labels = labels
+        .filter(|l| !l.is_empty())
+        .and_then(|l| apply::applied_set(meta, meta.labels.as_ref(), manager, "labels", l));
+    if annotations.is_none() && labels.is_none() {
         return Ok(());
     }
     let ns = claim
         .namespace()
         .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut metadata = serde_json::json!({ "annotations": update });
-    if let Some(l) = labels.filter(|l| !l.is_empty()) {
-        metadata["labels"] = serde_json::to_value(l).map_err(|source| Error::Serialize {
-            what: "claim labels",
-            source,
-        })?;
-    }
+    let owned = |field| apply::owned_keys(meta, manager, field);
+    // A set left out would drop the keys this manager owns in it: name it as it is.
+    let annotations =
+        annotations.unwrap_or_else(|| current_of(meta.annotations.as_ref(), &owned("annotations")));
+    let labels = labels.unwrap_or_else(|| current_of(meta.labels.as_ref(), &owned("labels")));
+    let apply = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": { "name": claim.name_any(), "annotations": annotations, "labels": labels },
+    });
     api.patch(
         &claim.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&apply),
     )
     .await?;
     Ok(())
+}
+
+/// The current values of `keys` in `map`.
+fn current_of(
+    map: Option<&BTreeMap<String, String>>,
+    keys: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    map.into_iter()
+        .flatten()
+        .filter(|(k, _)| keys.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -425,6 +695,20 @@ mod tests {
         serde_json::to_value(pod).expect("pod json")
     }
 
+    const CLAIM_PATH: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/disk";
+
+    /// A mock API server that also answers the fresh read of `c`.
+    fn serving(
+        c: &PersistentVolumeClaim,
+        mut objects: BTreeMap<String, serde_json::Value>,
+    ) -> (Context, crate::fixtures::MockApi) {
+        objects.insert(
+            CLAIM_PATH.to_string(),
+            serde_json::to_value(c).expect("claim json"),
+        );
+        mock_context(objects)
+    }
+
     fn import_annotations() -> serde_json::Value {
         json!({"cdi.kubevirt.io/storage.import.endpoint": "http://server/disk.img",
                "cdi.kubevirt.io/storage.import.source": "http"})
@@ -455,14 +739,15 @@ mod tests {
 
     #[tokio::test]
     async fn bound_claim_gets_its_importer_pod_and_annotations() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim("Bound", import_annotations());
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::Importer, &ctx)
             .await
             .expect("reconciles");
         let calls = api.calls();
         assert_eq!(calls[0], format!("GET {POD_PATH}"));
-        assert_eq!(calls[1], "POST /api/v1/namespaces/ns/pods");
+        assert_eq!(calls[1], format!("GET {CLAIM_PATH}"));
+        assert_eq!(calls[2], "POST /api/v1/namespaces/ns/pods");
         let pod = api.body("POST", "/pods").expect("pod created");
         assert_eq!(pod["metadata"]["name"], "importer-disk");
         assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "http");
@@ -586,8 +871,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_pod_recreated_moments_ago_is_not_recreated_again_at_once() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim("Bound", import_annotations());
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::Importer, &ctx)
             .await
             .expect("first pod");
@@ -604,6 +889,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stale_claim_whose_worker_finished_gets_no_second_pod() {
+        // The cache still shows the claim running; the API already says it succeeded (the pod
+        // was deleted after it finished, which is what triggered this reconcile).
+        let cached = claim("Bound", import_annotations());
+        let mut done = cached.clone();
+        done.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(pod_ann::PHASE.into(), "Succeeded".into());
+        let (ctx, api) = serving(&done, BTreeMap::new());
+        reconcile_claim(&cached, WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        assert!(
+            !api.calls().iter().any(|c| c.starts_with("POST")),
+            "{:?}",
+            api.calls()
+        );
+    }
+
+    #[tokio::test]
     async fn finished_claim_only_cleans_up() {
         let (ctx, api) = mock_context(BTreeMap::new());
         let mut a = import_annotations();
@@ -616,19 +922,20 @@ mod tests {
 
     #[tokio::test]
     async fn upload_claim_gets_secret_service_and_pod() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim(
             "Bound",
             json!({"cdi.kubevirt.io/storage.upload.target": ""}),
         );
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::UploadServer, &ctx)
             .await
             .expect("reconciles");
         let calls = api.calls();
         assert_eq!(
-            calls[..4],
+            calls[..5],
             [
                 "GET /api/v1/namespaces/ns/pods/cdi-upload-disk".to_string(),
+                format!("GET {CLAIM_PATH}"),
                 "POST /api/v1/namespaces/ns/secrets".to_string(),
                 "POST /api/v1/namespaces/ns/services".to_string(),
                 "POST /api/v1/namespaces/ns/pods".to_string(),
@@ -647,5 +954,225 @@ mod tests {
             patch["metadata"]["annotations"]["cdi.kubevirt.io/storage.uploadPodName"],
             "cdi-upload-disk"
         );
+    }
+
+    mod clone_target {
+        use super::*;
+
+        const UPLOAD_PATH: &str = "/api/v1/namespaces/ns/pods/cdi-upload-disk";
+        const CLONER_PATH: &str = "/api/v1/namespaces/golden/pods/pvc-uid-source-pod";
+        const SOURCE_PATH: &str = "/api/v1/namespaces/golden/persistentvolumeclaims/fedora";
+
+        fn target() -> PersistentVolumeClaim {
+            claim(
+                "Bound",
+                json!({"k8s.io/CloneRequest": "golden/fedora",
+                                  "cdi.kubevirt.io/cloneType": "copy"}),
+            )
+        }
+
+        /// The upload server, running and ready, at 10.1.2.3.
+        fn ready_upload_pod() -> serde_json::Value {
+            let mut pod = pod_running(0);
+            pod.metadata.name = Some("cdi-upload-disk".into());
+            if let Some(status) = pod.status.as_mut() {
+                status.pod_ip = Some("10.1.2.3".into());
+                status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]);
+                if let Some(c) = status.container_statuses.as_mut() {
+                    c[0].name = "cdi-upload-server".into();
+                }
+            }
+            owned(pod)
+        }
+
+        fn source_claim() -> serde_json::Value {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": "fedora", "namespace": "golden", "uid": "src-uid"},
+                   "spec": {"volumeMode": "Block"}, "status": {"phase": "Bound"}})
+        }
+
+        fn pods_in_golden(items: serde_json::Value) -> (String, serde_json::Value) {
+            (
+                "/api/v1/namespaces/golden/pods".to_string(),
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+            )
+        }
+
+        #[tokio::test]
+        async fn a_clone_target_starts_with_an_upload_server_in_clone_mode() {
+            let (ctx, api) = serving(&target(), BTreeMap::new());
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let pod = api.body("POST", "/namespaces/ns/pods").expect("upload pod");
+            assert_eq!(pod["metadata"]["name"], "cdi-upload-disk");
+            let env = &pod["spec"]["containers"][0]["env"];
+            let var = |name: &str| {
+                env.as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e["name"] == name)
+                    .map(|e| e["value"].clone())
+            };
+            assert_eq!(var("CONTENT_TYPE"), Some(json!("clone")));
+            assert_eq!(var("CLIENT_NAME"), Some(json!("golden/fedora-ns/disk")));
+            assert!(
+                !api.calls()
+                    .iter()
+                    .any(|c| c.contains("/namespaces/golden/")),
+                "no cloner before the server is up: {:?}",
+                api.calls()
+            );
+        }
+
+        #[tokio::test]
+        async fn once_the_server_is_ready_the_cloner_starts_beside_the_source() {
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                (SOURCE_PATH.to_string(), source_claim()),
+                pods_in_golden(json!([])),
+            ]));
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let secret = api
+                .body("POST", "/namespaces/golden/secrets")
+                .expect("the cloner's certificate");
+            assert_eq!(secret["metadata"]["name"], "pvc-uid-source-pod");
+            let pod = api
+                .body("POST", "/namespaces/golden/pods")
+                .expect("the cloner pod");
+            assert_eq!(pod["metadata"]["name"], "pvc-uid-source-pod");
+            assert_eq!(
+                pod["metadata"]["annotations"]["cdi.kubevirt.io/storage.clone.target"],
+                "ns/disk"
+            );
+            let env = &pod["spec"]["containers"][0]["env"];
+            let addr = env
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == "UPLOAD_SERVER_ADDR")
+                .expect("the server's address");
+            assert_eq!(addr["value"], "10.1.2.3:8443");
+            let patches: Vec<_> = api
+                .requests()
+                .into_iter()
+                .filter(|r| r.method == "PATCH")
+                .collect();
+            assert!(
+                patches.iter().any(|p| p.body["metadata"]["annotations"]
+                    ["cdi.kubevirt.io/storage.sourceClonePodName"]
+                    == "pvc-uid-source-pod"),
+                "{patches:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_source_in_use_by_another_pod_waits() {
+            let vm = json!({"metadata": {"name": "vm-launcher", "namespace": "golden"},
+                "spec": {"containers": [], "volumes": [{"name": "d",
+                    "persistentVolumeClaim": {"claimName": "fedora"}}]},
+                "status": {"phase": "Running"}});
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                (SOURCE_PATH.to_string(), source_claim()),
+                pods_in_golden(json!([vm])),
+            ]));
+            let action = reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            assert_eq!(action, Action::requeue(SOURCE_IN_USE_RETRY));
+            assert!(api.body("POST", "/namespaces/golden/pods").is_none());
+            let event = api.body("POST", "/events").expect("an event");
+            assert_eq!(event["reason"], "CloneSourceInUse");
+            assert!(
+                event["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("vm-launcher")),
+                "{event}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_source_gone_before_the_copy_fails_the_clone_clearly() {
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                pods_in_golden(json!([])),
+            ]));
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let patch = api
+                .requests()
+                .into_iter()
+                .find(|r| {
+                    r.method == "PATCH"
+                        && r.body["metadata"]["annotations"]
+                            ["cdi.kubevirt.io/storage.import.fatalError"]
+                            == "true"
+                })
+                .expect("the claim is marked failed");
+            let a = &patch.body["metadata"]["annotations"];
+            assert_eq!(
+                a["cdi.kubevirt.io/storage.condition.running.reason"],
+                "CloneWithoutSource"
+            );
+            assert!(
+                a["cdi.kubevirt.io/storage.condition.running.message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("golden/fedora no longer exists")),
+                "{a}"
+            );
+            assert!(api.calls().contains(&format!("DELETE {UPLOAD_PATH}")));
+        }
+
+        #[tokio::test]
+        async fn a_cloner_that_failed_for_good_fails_the_clone_and_both_pods_go() {
+            let mut cloner = pod_terminated(
+                1,
+                "the source changed while it was being cloned\n{\"reason\":\"SourceChanged\",\"terminal\":true}",
+                0,
+            );
+            cloner.metadata.name = Some("pvc-uid-source-pod".into());
+            cloner.metadata.namespace = Some("golden".into());
+            cloner.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+                containers: vec![k8s_openapi::api::core::v1::Container {
+                    name: "cdi-clone-source".into(),
+                    env: Some(vec![pod::env("UPLOAD_SERVER_ADDR", "10.1.2.3:8443")]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let (ctx, api) = mock_context(BTreeMap::from([
+                (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                (
+                    CLONER_PATH.to_string(),
+                    serde_json::to_value(cloner).expect("json"),
+                ),
+            ]));
+            reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
+                .await
+                .expect("reconciles");
+            let calls = api.calls();
+            let fatal = api.requests().into_iter().any(|r| {
+                r.method == "PATCH"
+                    && r.body["metadata"]["annotations"]["cdi.kubevirt.io/storage.import.fatalError"]
+                        == "true"
+            });
+            assert!(fatal, "{calls:?}");
+            assert!(
+                calls.contains(&format!("DELETE {CLONER_PATH}")),
+                "{calls:?}"
+            );
+            assert!(
+                calls.contains(&format!("DELETE {UPLOAD_PATH}")),
+                "{calls:?}"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
+use super::cloner::{self, CloneRequest};
 use super::pod::{
     BLOCK_DEVICE, METRICS_PORT, WorkerPod, claim_owner, data_volume, env, is_block, log_format_env,
     owner_uid, requested_size, restricted_container_security, worker_pod,
@@ -72,7 +73,7 @@ pub fn upload_env(input: &UploadInput) -> Vec<EnvVar> {
             },
         ),
         env("UPLOAD_IMAGE_SIZE", requested_size(claim)),
-        env("CLIENT_NAME", UPLOAD_CLIENT_NAME),
+        env("CLIENT_NAME", client_name(claim)),
         env(
             "PREALLOCATION",
             a.get(content::PREALLOCATION_REQUESTED)
@@ -87,11 +88,23 @@ pub fn upload_env(input: &UploadInput) -> Vec<EnvVar> {
     if block {
         vars.push(env("DESTINATION", BLOCK_DEVICE));
     }
-    if a.get(content::CONTENT_TYPE).is_some_and(|c| c == "archive") {
+    if CloneRequest::of(claim).is_some() {
+        // A clone target takes only the cloner's stream.
+        vars.push(env("CONTENT_TYPE", "clone"));
+    } else if a.get(content::CONTENT_TYPE).is_some_and(|c| c == "archive") {
         vars.push(env("CONTENT_TYPE", "archive"));
     }
     vars.extend(log_format_env(input.settings));
     vars
+}
+
+/// The common name the upload server requires of client certificates: the upload proxy's, or
+/// for a clone target, the cloner's (upstream's upload client name).
+fn client_name(claim: &PersistentVolumeClaim) -> String {
+    match CloneRequest::of(claim) {
+        Some(request) => cloner::client_name(&request, claim),
+        None => UPLOAD_CLIENT_NAME.to_owned(),
+    }
 }
 
 /// Labels of the upload pod; the Service selects on [`SERVICE_LABEL`].

@@ -7,7 +7,10 @@
 //! [`PORTS_ANNOTATION`]; `podIP` is 127.0.0.1. Restart policies are honoured with a short
 //! back-off (1 s doubling to 8 s, instead of the kubelet's 10 s to 5 min).
 
+pub mod csi;
 mod pod;
+pub mod snapshot;
+mod sparse;
 mod storage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,8 +50,10 @@ const SCHEDULE_RETRY: Duration = Duration::from_millis(250);
 /// A running stand-in; dropping it stops its loops and kills the processes it started.
 #[derive(Debug)]
 pub struct KubeletStandIn {
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     shared: Arc<Shared>,
+    /// Whether the CSI driver and snapshotter stand-ins run ([`Self::enable_csi`]).
+    csi: tokio::sync::Mutex<bool>,
 }
 
 struct Shared {
@@ -57,6 +62,8 @@ struct Shared {
     binaries: BTreeMap<String, PathBuf>,
     /// Pods being scheduled or run, by UID, with the pid of their current process if any.
     pods: Mutex<HashMap<String, Option<u32>>>,
+    /// Bind provisioned claims at once instead of leaving it to the controller-manager.
+    bind_now: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -84,12 +91,55 @@ impl KubeletStandIn {
             root,
             binaries,
             pods: Mutex::new(HashMap::new()),
+            bind_now: std::sync::atomic::AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(provision_loop(shared.clone())),
             tokio::spawn(pod_loop(shared.clone())),
         ];
-        Ok(KubeletStandIn { tasks, shared })
+        Ok(KubeletStandIn {
+            tasks: Mutex::new(tasks),
+            shared,
+            csi: tokio::sync::Mutex::new(false),
+        })
+    }
+
+    /// From now on, binds each claim it provisions itself, at once ([`storage::bind_now`]),
+    /// instead of leaving that to the controller-manager's binder (a few claims a second):
+    /// for benchmarks that measure what happens after binding.
+    pub fn bind_claims_at_once(&self) {
+        self.shared
+            .bind_now
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Starts the CSI driver stand-in and its snapshotter (once; later calls do nothing):
+    /// StorageClass [`csi::CSI_STORAGE_CLASS`] of driver [`csi::CSI_DRIVER`], which provisions
+    /// empty volumes, clones of a claim and restores of a VolumeSnapshot, and expands them; the
+    /// `snapshot.storage.k8s.io/v1` CRDs, VolumeSnapshotClass [`snapshot::SNAPSHOT_CLASS`] and
+    /// a snapshotter for that driver's volumes.
+    pub async fn enable_csi(&self) -> Result<(), Error> {
+        let mut enabled = self.csi.lock().await;
+        if *enabled {
+            return Ok(());
+        }
+        csi::install(&self.shared.client).await?;
+        snapshot::install(&self.shared.client).await?;
+        let driver = Arc::new(csi::CsiDriver::new(
+            self.shared.client.clone(),
+            self.shared.root.clone(),
+        ));
+        let started = [
+            tokio::spawn(csi::claim_loop(driver.clone())),
+            tokio::spawn(csi::reclaim_loop(driver.clone())),
+            tokio::spawn(snapshot::snapshot_loop(driver)),
+        ];
+        self.tasks
+            .lock()
+            .map_err(|_| Error::Setup("the stand-in's task list is poisoned".into()))?
+            .extend(started);
+        *enabled = true;
+        Ok(())
     }
 
     /// Where the stand-in keeps the files of pod `namespace/name` (logs, mount roots).
@@ -112,8 +162,10 @@ impl KubeletStandIn {
 
 impl Drop for KubeletStandIn {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
         }
         let pods = self
             .shared
@@ -182,21 +234,41 @@ async fn register_node(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long a watch waits after an error before it tries again.
+const WATCH_RETRY: Duration = Duration::from_millis(250);
+
+/// The objects a watch on all of `api` reports created or changed (those listed when it starts
+/// too); a watch error is logged, naming `what`, and the watch goes on after [`WATCH_RETRY`].
+pub(crate) fn applied<K>(api: Api<K>, what: &'static str) -> impl futures::Stream<Item = K> + Send
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default()).filter_map(move |event| async move {
+        match event {
+            Ok(watcher::Event::Apply(k) | watcher::Event::InitApply(k)) => Some(k),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("stand-in: {what} watch: {e}");
+                // Not in a tight loop while the API server is away.
+                tokio::time::sleep(WATCH_RETRY).await;
+                None
+            }
+        }
+    })
+}
+
 async fn provision_loop(shared: Arc<Shared>) {
     let api: Api<PersistentVolumeClaim> = Api::all(shared.client.clone());
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
-    while let Some(event) = events.next().await {
-        let pvc = match event {
-            Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) => pvc,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!("stand-in: claim watch: {e}");
-                continue;
-            }
-        };
-        if storage::wants_volume(&pvc)
-            && let Err(e) = storage::provision(&shared.client, &shared.root, &pvc).await
-        {
+    let mut claims = std::pin::pin!(applied(api, "claim"));
+    while let Some(pvc) = claims.next().await {
+        if !storage::wants_volume(&pvc) {
+            continue;
+        }
+        let mut result = storage::provision(&shared.client, &shared.root, &pvc).await;
+        if result.is_ok() && shared.bind_now.load(std::sync::atomic::Ordering::Relaxed) {
+            result = storage::bind_now(&shared.client, &pvc).await;
+        }
+        if let Err(e) = result {
             tracing::warn!(
                 "stand-in: provisioning {}/{}: {e}",
                 pvc.namespace().unwrap_or_default(),
@@ -224,7 +296,10 @@ async fn pod_loop(shared: Arc<Shared>) {
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!("stand-in: pod watch: {e}"),
+            Err(e) => {
+                tracing::warn!("stand-in: pod watch: {e}");
+                tokio::time::sleep(WATCH_RETRY).await;
+            }
         }
     }
 }
@@ -673,9 +748,27 @@ fn pod_status(
     }
 }
 
+/// How long a pod status update is retried while the API server cannot be reached.
+const STATUS_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Writes a pod's status, retrying while the API server is unreachable or failing (it may be
+/// restarting), as a kubelet does: a status lost then would leave the pod's state unknown
+/// to its controller for good.
 async fn patch_status(api: &Api<Pod>, name: &str, status: &PodStatus) -> Result<(), Error> {
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+    let deadline = tokio::time::Instant::now() + STATUS_RETRY_FOR;
+    loop {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code < 500 => return Err(kube::Error::Api(s).into()),
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!("stand-in: status of pod {name} not written yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

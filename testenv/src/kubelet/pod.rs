@@ -319,12 +319,20 @@ async fn volume_source(
             .get(&pv_name)
             .await
             .map_err(|e| format!("get volume {pv_name}: {e}"))?;
-        return pv
-            .spec
-            .and_then(|s| s.host_path)
-            .map(|h| PathBuf::from(h.path))
+        let spec = pv.spec.unwrap_or_default();
+        let csi_path = spec
+            .csi
+            .and_then(|c| c.volume_attributes?.remove(super::csi::PATH_ATTRIBUTE));
+        return spec
+            .host_path
+            .map(|h| h.path)
+            .or(csi_path)
+            .map(PathBuf::from)
             .ok_or_else(|| {
-                format!("volume {pv_name} is not a hostPath volume; the stand-in cannot mount it")
+                format!(
+                    "volume {pv_name} is neither a hostPath volume nor one of the stand-in's CSI \
+                     volumes; the stand-in cannot mount it"
+                )
             });
     }
     let pick = |data: BTreeMap<String, Vec<u8>>,

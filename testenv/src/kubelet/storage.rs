@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeSpec,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, ResourceExt};
 
@@ -88,58 +89,93 @@ pub async fn provision(
     root: &Path,
     pvc: &PersistentVolumeClaim,
 ) -> Result<(), Error> {
-    let Some(spec) = &pvc.spec else { return Ok(()) };
-    let block = spec.volume_mode.as_deref() == Some("Block");
-    let request = spec
-        .resources
+    if pvc.spec.is_none() {
+        return Ok(());
+    }
+    let block = is_block(pvc);
+    let (request, bytes) = requested_storage(pvc)?;
+    let path = volume_path(root, pvc, block);
+    create_backing(&path, block, bytes)?;
+    let mut pv = bound_volume(pvc, request, "cdi-testenv", "Retain");
+    if let Some(spec) = pv.spec.as_mut() {
+        spec.host_path = Some(HostPathVolumeSource {
+            path: path.display().to_string(),
+            type_: None,
+        });
+    }
+    create_volume(client, &pv).await
+}
+
+/// Whether the claim asks for a raw block volume.
+pub(crate) fn is_block(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
+}
+
+/// The claim's storage request, as written and in bytes.
+pub(crate) fn requested_storage(pvc: &PersistentVolumeClaim) -> Result<(Quantity, u64), Error> {
+    let request = pvc
+        .spec
         .as_ref()
+        .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage"))
         .cloned()
         .ok_or_else(|| Error::Setup(format!("claim {} requests no storage", pvc.name_any())))?;
-    let path = volume_path(root, pvc, block);
-    let parent = path.parent().unwrap_or(root);
-    std::fs::create_dir_all(parent)
-        .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    let bytes = quantity_bytes(&request.0).ok_or_else(|| {
+        Error::Setup(format!(
+            "claim {} requests storage {:?}",
+            pvc.name_any(),
+            request.0
+        ))
+    })?;
+    Ok((request, bytes))
+}
+
+/// Creates the directory (Filesystem) or sparse file of `bytes` (Block) that backs a volume.
+pub(crate) fn create_backing(path: &Path, block: bool, bytes: u64) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    }
     if block {
-        let bytes = quantity_bytes(&request.0).ok_or_else(|| {
-            Error::Setup(format!(
-                "claim {} requests storage {:?}",
-                pvc.name_any(),
-                request.0
-            ))
-        })?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
+            .open(path)
             .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
         file.set_len(bytes)
-            .map_err(|e| Error::io(format!("size {}", path.display()), e))?;
+            .map_err(|e| Error::io(format!("size {}", path.display()), e))
     } else {
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))
     }
-    let pv = PersistentVolume {
+}
+
+/// A PersistentVolume named after `pvc`'s UID, pre-bound to it through its claimRef, with
+/// `capacity` and the claim's modes and class; the caller sets its volume source.
+pub(crate) fn bound_volume(
+    pvc: &PersistentVolumeClaim,
+    capacity: Quantity,
+    provisioned_by: &str,
+    reclaim_policy: &str,
+) -> PersistentVolume {
+    let spec = pvc.spec.clone().unwrap_or_default();
+    PersistentVolume {
         metadata: ObjectMeta {
             name: Some(format!("pvc-{}", pvc.uid().unwrap_or_default())),
             annotations: Some(BTreeMap::from([(
                 "pv.kubernetes.io/provisioned-by".to_string(),
-                "cdi-testenv".to_string(),
+                provisioned_by.to_string(),
             )])),
             ..Default::default()
         },
         spec: Some(PersistentVolumeSpec {
-            capacity: Some(BTreeMap::from([("storage".to_string(), request)])),
-            access_modes: spec.access_modes.clone(),
-            volume_mode: spec.volume_mode.clone(),
-            storage_class_name: spec.storage_class_name.clone(),
-            persistent_volume_reclaim_policy: Some("Retain".into()),
-            host_path: Some(HostPathVolumeSource {
-                path: path.display().to_string(),
-                type_: None,
-            }),
+            capacity: Some(BTreeMap::from([("storage".to_string(), capacity)])),
+            access_modes: spec.access_modes,
+            volume_mode: spec.volume_mode,
+            storage_class_name: spec.storage_class_name,
+            persistent_volume_reclaim_policy: Some(reclaim_policy.into()),
             claim_ref: Some(ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("PersistentVolumeClaim".into()),
@@ -151,15 +187,61 @@ pub async fn provision(
             ..Default::default()
         }),
         ..Default::default()
-    };
+    }
+}
+
+/// Creates `pv`; one that already exists (a retry) is fine.
+pub(crate) async fn create_volume(client: &Client, pv: &PersistentVolume) -> Result<(), Error> {
     match Api::<PersistentVolume>::all(client.clone())
-        .create(&PostParams::default(), &pv)
+        .create(&PostParams::default(), pv)
         .await
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Completes the binding of `pvc` to the volume [`provision`] made for it, as the
+/// controller-manager's binder would (claim `volumeName` and bind annotations, both statuses
+/// Bound), for benchmarks that must not wait for the binder's pace.
+pub async fn bind_now(client: &Client, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
+    let (request, _) = requested_storage(pvc)?;
+    let pv_name = format!("pvc-{}", pvc.uid().unwrap_or_default());
+    let ns = pvc.namespace().unwrap_or_default();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let merge = |v: serde_json::Value| kube::api::Patch::Merge(v);
+    let params = kube::api::PatchParams::default();
+    volumes
+        .patch_status(
+            &pv_name,
+            &params,
+            &merge(serde_json::json!({"status": {"phase": "Bound"}})),
+        )
+        .await?;
+    claims
+        .patch(
+            &pvc.name_any(),
+            &params,
+            &merge(serde_json::json!({
+                "metadata": {"annotations": {
+                    "pv.kubernetes.io/bind-completed": "yes",
+                    "pv.kubernetes.io/bound-by-controller": "yes"}},
+                "spec": {"volumeName": pv_name},
+            })),
+        )
+        .await?;
+    let modes = pvc.spec.as_ref().and_then(|s| s.access_modes.clone());
+    claims
+        .patch_status(
+            &pvc.name_any(),
+            &params,
+            &merge(serde_json::json!({"status": {
+                "phase": "Bound", "accessModes": modes, "capacity": {"storage": request}}})),
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
