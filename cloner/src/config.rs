@@ -36,6 +36,10 @@ pub struct Config {
     pub upload_url: Url,
     /// Where resumable uploads are created: the same server's tus endpoint.
     pub tus_url: Url,
+    /// `UPLOAD_SERVER_ADDR` (ours): where the upload server really listens (its pod's address,
+    /// as the upload proxy dials it), for clusters without DNS for its Service. The URLs then
+    /// carry its port, and their host is only what the server's certificate is checked against.
+    pub server_addr: Option<std::net::SocketAddr>,
     pub tls: Tls,
     /// `OWNER_UID`: the label of the progress metric.
     pub owner_uid: String,
@@ -47,6 +51,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// The upload server's host name and where it really listens, when they differ.
+    pub fn resolve(&self) -> Option<(String, std::net::SocketAddr)> {
+        let host = self.upload_url.host_str()?.to_owned();
+        self.server_addr.map(|addr| (host, addr))
+    }
+
     pub fn from_env(
         lookup: &dyn Fn(&str) -> Option<String>,
         paths: &Paths,
@@ -57,6 +67,21 @@ impl Config {
             .ok()
             .filter(|u| u.scheme() == "https" && u.host().is_some())
             .ok_or_else(|| bad("UPLOAD_URL", format!("{url:?} is not an https:// URL")))?;
+        let server_addr = match env.get("UPLOAD_SERVER_ADDR") {
+            None => None,
+            Some(a) => Some(a.trim().parse::<std::net::SocketAddr>().map_err(|_| {
+                bad(
+                    "UPLOAD_SERVER_ADDR",
+                    format!("{a:?} is not an address such as 10.0.0.7:8443"),
+                )
+            })?),
+        };
+        let mut upload_url = upload_url;
+        if let Some(addr) = server_addr
+            && upload_url.set_port(Some(addr.port())).is_err()
+        {
+            return Err(bad("UPLOAD_URL", format!("{url:?} cannot take a port")));
+        }
         let tus_url = upload_url
             .join(cdi_tusclient::TUS_PATH)
             .map_err(|e| bad("UPLOAD_URL", format!("no tus endpoint beside it: {e}")))?;
@@ -93,6 +118,7 @@ impl Config {
         Ok(Config {
             upload_url,
             tus_url,
+            server_addr,
             tls,
             owner_uid: env.get("OWNER_UID").unwrap_or_default(),
             volume_mode,
@@ -172,5 +198,29 @@ mod tests {
             vars.push((var, value.into()));
             assert_eq!(with(&vars).expect_err(var).var, var);
         }
+    }
+
+    #[test]
+    fn a_server_address_is_dialled_with_the_services_name() {
+        let mut vars = upstream("filesystem", "/var/run/cdi/clone/source");
+        vars[0].1 = "https://cdi-upload-disk.vms.svc/v1beta1/upload".into();
+        vars.push(("UPLOAD_SERVER_ADDR", "10.1.2.3:31443".into()));
+        let c = with(&vars).expect("valid");
+        assert_eq!(
+            c.upload_url.as_str(),
+            "https://cdi-upload-disk.vms.svc:31443/v1beta1/upload"
+        );
+        assert_eq!(c.tus_url.port(), Some(31443));
+        assert_eq!(
+            c.resolve(),
+            Some((
+                "cdi-upload-disk.vms.svc".to_owned(),
+                "10.1.2.3:31443".parse().expect("addr")
+            ))
+        );
+        vars.pop();
+        vars.push(("UPLOAD_SERVER_ADDR", "somewhere".into()));
+        let err = with(&vars).expect_err("not an address");
+        assert!(err.to_string().contains("UPLOAD_SERVER_ADDR"), "{err}");
     }
 }

@@ -81,7 +81,7 @@ async fn clone(
         url = %cfg.tus_url,
         "Cloning."
     );
-    let http = send::client(&cfg.tls)?;
+    let http = send::client(&cfg.tls, cfg.resolve())?;
     let mut sender = send::Sender::new(http, cfg.tus_url.clone(), source, progress, extra);
     sender.run().await
 }

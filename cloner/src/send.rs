@@ -28,13 +28,21 @@ const PIECES_IN_FLIGHT: usize = 8;
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The HTTPS client: our certificate for the server's CN check, the server's CA only.
-pub fn client(tls: &Tls) -> Result<reqwest::Client, CloneError> {
+/// The HTTPS client: our certificate for the server's CN check, the server's CA only; with
+/// `resolve`, the server's host name is dialled at that address.
+pub fn client(
+    tls: &Tls,
+    resolve: Option<(String, std::net::SocketAddr)>,
+) -> Result<reqwest::Client, CloneError> {
     let ca = reqwest::Certificate::from_pem_bundle(&tls.server_ca_pem)
         .map_err(|e| CloneError::Tls(format!("SERVER_CA_CERT: {e}")))?;
     let identity = reqwest::Identity::from_pem(&tls.identity_pem)
         .map_err(|e| CloneError::Tls(format!("CLIENT_CERT / CLIENT_KEY: {e}")))?;
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some((host, addr)) = resolve {
+        builder = builder.resolve(&host, addr);
+    }
+    builder
         .tls_certs_only(ca)
         .identity(identity)
         .connect_timeout(CONNECT_TIMEOUT)

@@ -210,6 +210,16 @@ pub async fn service_account_kubeconfig(env: &Env, account: &str) -> PathBuf {
 }
 
 pub fn start_controller_as(env: &Env, name: &str, kubeconfig: &Path) -> ControllerProcess {
+    start_controller_with(env, name, kubeconfig, &[])
+}
+
+/// The controller as a process with `kubeconfig` and `extra` flags.
+pub fn start_controller_with(
+    env: &Env,
+    name: &str,
+    kubeconfig: &Path,
+    extra: &[String],
+) -> ControllerProcess {
     let log = env.logs.path().join(format!("{name}.log"));
     let out = std::fs::File::create(&log).expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
@@ -225,6 +235,7 @@ pub fn start_controller_as(env: &Env, name: &str, kubeconfig: &Path) -> Controll
             "--namespace",
             &env.cdi_namespace,
         ])
+        .args(extra)
         .env("RUST_LOG", "info,kube_runtime=warn")
         .env("POD_NAME", name)
         .stdout(Stdio::null())

@@ -257,24 +257,44 @@ where
     })
 }
 
+/// How many claims are provisioned at once (a burst of claims is not served one by one).
+const PROVISION_PARALLEL: usize = 16;
+
 async fn provision_loop(shared: Arc<Shared>) {
     let api: Api<PersistentVolumeClaim> = Api::all(shared.client.clone());
     let mut claims = std::pin::pin!(applied(api, "claim"));
+    let slots = Arc::new(tokio::sync::Semaphore::new(PROVISION_PARALLEL));
+    // Claims being provisioned, so that a change to one meanwhile does not start it twice.
+    let busy: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     while let Some(pvc) = claims.next().await {
         if !storage::wants_volume(&pvc) {
             continue;
         }
-        let mut result = storage::provision(&shared.client, &shared.root, &pvc).await;
-        if result.is_ok() && shared.bind_now.load(std::sync::atomic::Ordering::Relaxed) {
-            result = storage::bind_now(&shared.client, &pvc).await;
+        let uid = pvc.uid().unwrap_or_default();
+        if !busy.lock().is_ok_and(|mut b| b.insert(uid.clone())) {
+            continue;
         }
-        if let Err(e) = result {
-            tracing::warn!(
-                "stand-in: provisioning {}/{}: {e}",
-                pvc.namespace().unwrap_or_default(),
-                pvc.name_any()
-            );
-        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (shared, busy) = (shared.clone(), busy.clone());
+        tokio::spawn(async move {
+            let mut result = storage::provision(&shared.client, &shared.root, &pvc).await;
+            if result.is_ok() && shared.bind_now.load(std::sync::atomic::Ordering::Relaxed) {
+                result = storage::bind_now(&shared.client, &pvc).await;
+            }
+            if let Err(e) = result {
+                tracing::warn!(
+                    "stand-in: provisioning {}/{}: {e}",
+                    pvc.namespace().unwrap_or_default(),
+                    pvc.name_any()
+                );
+            }
+            if let Ok(mut b) = busy.lock() {
+                b.remove(&uid);
+            }
+            drop(slot);
+        });
     }
 }
 
