@@ -33,6 +33,7 @@ pub mod datavolume;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod objects;
 pub use cdi_crds::naming;
 pub mod progress;
 pub mod serve;

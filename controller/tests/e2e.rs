@@ -370,12 +370,12 @@ async fn datavolumes_import_upload_and_fail_on_a_real_apiserver() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_controller_picks_up_where_it_was() {
-    let env = env().await;
+/// DataVolume `dv` in a new namespace (`prefix`), importing 8 MiB from a server that stalls 6 s
+/// after 2 MiB, once it is in progress: its namespace, the bytes, and the server.
+async fn slow_import(env: &Env, prefix: &str) -> (String, Vec<u8>, TestServer) {
     let ns = env
         .cluster
-        .create_namespace("e2e-restart")
+        .create_namespace(prefix)
         .await
         .expect("namespace");
     let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
@@ -386,8 +386,6 @@ async fn a_restarted_controller_picks_up_where_it_was() {
         stall_at: Some((2 << 20, Duration::from_secs(6))),
         ..Default::default()
     });
-
-    let first = start_controller(&env, "cdi-controller-first");
     create(
         &dvs,
         &data_volume(
@@ -400,6 +398,15 @@ async fn a_restarted_controller_picks_up_where_it_was() {
     )
     .await;
     wait_phase(&dvs, "dv", DataVolumePhase::ImportInProgress).await;
+    (ns, body, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_picks_up_where_it_was() {
+    let env = env().await;
+    let first = start_controller(&env, "cdi-controller-first");
+    let (ns, body, _server) = slow_import(&env, "e2e-restart").await;
+    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
     drop(first);
 
     // The importer finishes while no controller runs; the next one records it, running with
@@ -432,32 +439,8 @@ async fn an_apiserver_restarted_mid_import_neither_stalls_nor_repeats_the_import
     if !env.cluster.is_local() {
         return;
     }
-    let ns = env
-        .cluster
-        .create_namespace("e2e-apiserver-restart")
-        .await
-        .expect("namespace");
-    let dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &ns);
-    let body: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 241) as u8).collect();
-    let server = TestServer::start(Behaviour {
-        body: body.clone(),
-        ranges: true,
-        stall_at: Some((2 << 20, Duration::from_secs(5))),
-        ..Default::default()
-    });
     let controller = start_controller(&env, "cdi-controller-apiserver-restart");
-    create(
-        &dvs,
-        &data_volume(
-            "dv",
-            json!({
-                "source": { "http": { "url": server.url("/file") } },
-                "storage": storage_1gi(),
-            }),
-        ),
-    )
-    .await;
-    wait_phase(&dvs, "dv", DataVolumePhase::ImportInProgress).await;
+    let (ns, body, _server) = slow_import(&env, "e2e-apiserver-restart").await;
     env.cluster
         .restart_apiserver()
         .await

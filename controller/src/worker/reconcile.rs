@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use cdi_crds::annotations::{clone, condition, content, import, pod as pod_ann, switches};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -21,6 +21,7 @@ use super::{WorkerKind, importer, pod, upload};
 use crate::apply;
 use crate::context::{EventSpec, object_key};
 use crate::metrics::ControllerLabels;
+use crate::objects::{create_or_keep, delete_if_present};
 use crate::{Context, Error, naming};
 
 const CONTROLLER: &str = "worker";
@@ -346,28 +347,6 @@ async fn copy_proxy_ca(
         ..Default::default()
     };
     create_or_keep(&Api::<ConfigMap>::namespaced(ctx.client.clone(), ns), &copy).await
-}
-
-async fn create_or_keep<K>(api: &Api<K>, object: &K) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), object).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Deletes the worker pod and the objects its kind keeps beside it (all but the Service when
