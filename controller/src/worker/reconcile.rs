@@ -583,32 +583,44 @@ async fn fail_clone(
 
 /// Sets `update` in the claim's annotations (and `labels` in its labels) by server-side apply,
 /// when anything differs ([`crate::apply`]: the apply also names every key this controller set
-/// before, so none is dropped).
+/// before, so none is dropped). The keys it owns are read from the claim as it is now, not from
+/// the cache: an apply computed from a cached claim that predates this controller's last apply
+/// would leave out, and so remove, what that apply set. The apply is conditional on that
+/// version: a claim changed in between fails it, and the reconcile runs again.
 async fn patch_annotations(
     ctx: &Context,
     claim: &PersistentVolumeClaim,
     update: &BTreeMap<String, String>,
     labels: Option<&BTreeMap<String, String>>,
 ) -> Result<(), Error> {
-    let meta = &claim.metadata;
+    let labels = labels.filter(|l| !l.is_empty());
     let manager = crate::FIELD_MANAGER;
-    let annotations = apply::applied_set(
-        meta,
-        meta.annotations.as_ref(),
-        manager,
-        "annotations",
-        update,
-    );
-    let labels = labels
-        .filter(|l| !l.is_empty())
-        .and_then(|l| apply::applied_set(meta, meta.labels.as_ref(), manager, "labels", l));
-    if annotations.is_none() && labels.is_none() {
+    let changes = |meta: &kube::api::ObjectMeta| {
+        let annotations = apply::applied_set(
+            meta,
+            meta.annotations.as_ref(),
+            manager,
+            "annotations",
+            update,
+        );
+        let labels = labels
+            .and_then(|l| apply::applied_set(meta, meta.labels.as_ref(), manager, "labels", l));
+        (annotations.is_some() || labels.is_some()).then_some((annotations, labels))
+    };
+    if changes(&claim.metadata).is_none() {
         return Ok(());
     }
     let ns = claim
         .namespace()
         .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(fresh) = api.get_opt(&claim.name_any()).await? else {
+        return Ok(());
+    };
+    let meta = &fresh.metadata;
+    let Some((annotations, labels)) = changes(meta) else {
+        return Ok(());
+    };
     let owned = |field| apply::owned_keys(meta, manager, field);
     // A set left out would drop the keys this manager owns in it: name it as it is.
     let annotations =
@@ -617,7 +629,12 @@ async fn patch_annotations(
     let apply = serde_json::json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": { "name": claim.name_any(), "annotations": annotations, "labels": labels },
+        "metadata": {
+            "name": claim.name_any(),
+            "resourceVersion": meta.resource_version,
+            "annotations": annotations,
+            "labels": labels,
+        },
     });
     api.patch(
         &claim.name_any(),
@@ -760,7 +777,10 @@ mod tests {
             "Unable to connect to http data source: 404\n{\"reason\":\"NotFound\",\"terminal\":true}",
             0,
         );
-        let (ctx, api) = mock_context(BTreeMap::from([(POD_PATH.to_string(), owned(pod))]));
+        let (ctx, api) = serving(
+            &claim("Bound", import_annotations()),
+            BTreeMap::from([(POD_PATH.to_string(), owned(pod))]),
+        );
         reconcile_claim(
             &claim("Bound", import_annotations()),
             WorkerKind::Importer,
@@ -790,7 +810,10 @@ mod tests {
             r#"{"preallocationApplied":true,"message":"Import Complete"}"#,
             0,
         );
-        let (ctx, api) = mock_context(BTreeMap::from([(POD_PATH.to_string(), owned(pod))]));
+        let (ctx, api) = serving(
+            &claim("Bound", import_annotations()),
+            BTreeMap::from([(POD_PATH.to_string(), owned(pod))]),
+        );
         reconcile_claim(
             &claim("Bound", import_annotations()),
             WorkerKind::Importer,
@@ -813,11 +836,11 @@ mod tests {
 
     #[tokio::test]
     async fn running_pod_state_is_copied_once() {
-        let (ctx, api) = mock_context(BTreeMap::from([(
-            POD_PATH.to_string(),
-            owned(pod_running(2)),
-        )]));
         let c = claim("Bound", import_annotations());
+        let (ctx, api) = serving(
+            &c,
+            BTreeMap::from([(POD_PATH.to_string(), owned(pod_running(2)))]),
+        );
         reconcile_claim(&c, WorkerKind::Importer, &ctx)
             .await
             .expect("reconciles");
@@ -885,6 +908,43 @@ mod tests {
             !api.calls().iter().any(|c| c.starts_with("POST")),
             "{:?}",
             api.calls()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_apply_from_a_stale_claim_keeps_what_the_last_apply_set() {
+        // The cache predates the apply that named the upload pod; the API has it.
+        let cached = claim(
+            "Bound",
+            json!({"cdi.kubevirt.io/storage.upload.target": ""}),
+        );
+        let mut fresh = serde_json::to_value(&cached).expect("json");
+        fresh["metadata"]["resourceVersion"] = json!("42");
+        fresh["metadata"]["annotations"]["cdi.kubevirt.io/storage.uploadPodName"] =
+            json!("cdi-upload-disk");
+        fresh["metadata"]["managedFields"] = json!([{
+            "manager": crate::FIELD_MANAGER, "operation": "Apply", "apiVersion": "v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:annotations": {
+                "f:cdi.kubevirt.io/storage.uploadPodName": {}}}}
+        }]);
+        let (ctx, api) = mock_context(BTreeMap::from([(CLAIM_PATH.to_string(), fresh)]));
+        let update = BTreeMap::from([(pod_ann::READY.to_owned(), "true".to_owned())]);
+        patch_annotations(&ctx, &cached, &update, None)
+            .await
+            .expect("applies");
+        let body = api
+            .body("PATCH", "/persistentvolumeclaims/disk")
+            .expect("applied");
+        let a = &body["metadata"]["annotations"];
+        assert_eq!(
+            a["cdi.kubevirt.io/storage.uploadPodName"], "cdi-upload-disk",
+            "{body}"
+        );
+        assert_eq!(a["cdi.kubevirt.io/storage.pod.ready"], "true");
+        assert_eq!(
+            body["metadata"]["resourceVersion"], "42",
+            "conditional on what was read"
         );
     }
 
@@ -1010,11 +1070,14 @@ mod tests {
 
         #[tokio::test]
         async fn once_the_server_is_ready_the_cloner_starts_beside_the_source() {
-            let (ctx, api) = mock_context(BTreeMap::from([
-                (UPLOAD_PATH.to_string(), ready_upload_pod()),
-                (SOURCE_PATH.to_string(), source_claim()),
-                pods_in_golden(json!([])),
-            ]));
+            let (ctx, api) = serving(
+                &target(),
+                BTreeMap::from([
+                    (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                    (SOURCE_PATH.to_string(), source_claim()),
+                    pods_in_golden(json!([])),
+                ]),
+            );
             reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
                 .await
                 .expect("reconciles");
@@ -1057,11 +1120,14 @@ mod tests {
                 "spec": {"containers": [], "volumes": [{"name": "d",
                     "persistentVolumeClaim": {"claimName": "fedora"}}]},
                 "status": {"phase": "Running"}});
-            let (ctx, api) = mock_context(BTreeMap::from([
-                (UPLOAD_PATH.to_string(), ready_upload_pod()),
-                (SOURCE_PATH.to_string(), source_claim()),
-                pods_in_golden(json!([vm])),
-            ]));
+            let (ctx, api) = serving(
+                &target(),
+                BTreeMap::from([
+                    (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                    (SOURCE_PATH.to_string(), source_claim()),
+                    pods_in_golden(json!([vm])),
+                ]),
+            );
             let action = reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
                 .await
                 .expect("reconciles");
@@ -1079,10 +1145,13 @@ mod tests {
 
         #[tokio::test]
         async fn a_source_gone_before_the_copy_fails_the_clone_clearly() {
-            let (ctx, api) = mock_context(BTreeMap::from([
-                (UPLOAD_PATH.to_string(), ready_upload_pod()),
-                pods_in_golden(json!([])),
-            ]));
+            let (ctx, api) = serving(
+                &target(),
+                BTreeMap::from([
+                    (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                    pods_in_golden(json!([])),
+                ]),
+            );
             reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
                 .await
                 .expect("reconciles");
@@ -1127,13 +1196,16 @@ mod tests {
                 }],
                 ..Default::default()
             });
-            let (ctx, api) = mock_context(BTreeMap::from([
-                (UPLOAD_PATH.to_string(), ready_upload_pod()),
-                (
-                    CLONER_PATH.to_string(),
-                    serde_json::to_value(cloner).expect("json"),
-                ),
-            ]));
+            let (ctx, api) = serving(
+                &target(),
+                BTreeMap::from([
+                    (UPLOAD_PATH.to_string(), ready_upload_pod()),
+                    (
+                        CLONER_PATH.to_string(),
+                        serde_json::to_value(cloner).expect("json"),
+                    ),
+                ]),
+            );
             reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
                 .await
                 .expect("reconciles");
