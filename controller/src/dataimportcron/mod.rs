@@ -15,3 +15,6 @@ pub mod poll;
 pub mod reconcile;
 pub mod schedule;
 pub mod status;
+
+#[cfg(test)]
+mod reconcile_tests;
