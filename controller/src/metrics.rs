@@ -84,6 +84,8 @@ pub struct Metrics {
     pub dataimportcron_import_seconds: Histogram,
     /// Requests DataImportCron polling sent to registries.
     pub dataimportcron_registry_requests: Counter,
+    /// Polls DataImportCrons made (each one digest lookup).
+    pub dataimportcron_polls: Counter,
 }
 
 impl Default for Metrics {
@@ -110,6 +112,7 @@ impl Metrics {
             Family::<CronLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let dataimportcron_import_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let dataimportcron_registry_requests = Counter::default();
+        let dataimportcron_polls = Counter::default();
         registry.register(
             "controller_reconcile",
             "Reconciles run by the controller",
@@ -165,6 +168,11 @@ impl Metrics {
             "Requests DataImportCron polling sent to registries",
             dataimportcron_registry_requests.clone(),
         );
+        registry.register(
+            "dataimportcron_polls",
+            "Digest lookups DataImportCrons made",
+            dataimportcron_polls.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciles,
@@ -178,6 +186,7 @@ impl Metrics {
             dataimportcron_last_poll,
             dataimportcron_import_seconds,
             dataimportcron_registry_requests,
+            dataimportcron_polls,
         }
     }
 

@@ -109,7 +109,8 @@ struct Grant {
 /// Resolves digests; keeps HTTP clients and tokens between polls.
 #[derive(Default)]
 pub struct Poller {
-    plain: Mutex<Option<reqwest::Client>>,
+    /// HTTP clients by TLS settings (CA bundle hash, insecure), so connections are reused.
+    clients: Mutex<HashMap<String, reqwest::Client>>,
     grants: Mutex<HashMap<String, Grant>>,
     /// The scheme an insecure registry answered on, so it is probed once.
     schemes: Mutex<HashMap<String, &'static str>>,
@@ -308,33 +309,30 @@ impl Poller {
             .remove(key);
     }
 
-    /// A client for `access`: the shared one for plain HTTPS, a fresh one with its CAs or
-    /// leniency otherwise.
+    /// The client for `access`'s TLS settings, made on first use.
     fn client(&self, access: &RegistryAccess) -> Result<reqwest::Client, PollError> {
-        let builder = || {
-            reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .connect_timeout(Duration::from_secs(10))
-                .user_agent(concat!("cdi-rs-controller/", env!("CARGO_PKG_VERSION")))
-        };
-        if access.ca_pem.is_empty() && !access.insecure {
-            let mut plain = self.plain.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = plain.as_ref() {
-                return Ok(c.clone());
-            }
-            let c = builder()
-                .build()
-                .map_err(|e| PollError::BadCa(error_chain(&e)))?;
-            *plain = Some(c.clone());
-            return Ok(c);
+        let key = format!(
+            "{}|{}",
+            hex::encode(Sha256::digest(&access.ca_pem)),
+            access.insecure
+        );
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
         }
-        let mut b = builder().tls_danger_accept_invalid_certs(access.insecure);
+        let mut b = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("cdi-rs-controller/", env!("CARGO_PKG_VERSION")))
+            .tls_danger_accept_invalid_certs(access.insecure);
         if !access.ca_pem.is_empty() {
             let certs = reqwest::Certificate::from_pem_bundle(&access.ca_pem)
                 .map_err(|e| PollError::BadCa(error_chain(&e)))?;
             b = b.tls_certs_merge(certs);
         }
-        b.build().map_err(|e| PollError::BadCa(error_chain(&e)))
+        let c = b.build().map_err(|e| PollError::BadCa(error_chain(&e)))?;
+        clients.insert(key, c.clone());
+        Ok(c)
     }
 
     /// With `insecure`, a registry may speak plain HTTP: HTTPS if it answers over TLS

@@ -181,8 +181,10 @@ pub async fn reconcile_cron(
             "kind": "DataImportCron",
             "status": decision.status,
         });
+        // DataImportCrons have no status subresource (as upstream): the status is applied on
+        // the object.
         crons
-            .patch_status(
+            .patch(
                 &cron.name_any(),
                 &PatchParams::apply(crate::FIELD_MANAGER).force(),
                 &Patch::Apply(&apply),
@@ -281,6 +283,7 @@ async fn poll_if_due(
         .load(std::sync::atomic::Ordering::Relaxed)
         - before;
     ctx.metrics.dataimportcron_registry_requests.inc_by(sent);
+    ctx.metrics.dataimportcron_polls.inc();
     ctx.metrics
         .dataimportcron_last_poll
         .get_or_create(&CronLabels {

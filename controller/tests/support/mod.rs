@@ -487,3 +487,30 @@ pub async fn wait_ready(what: &str, client: &reqwest::Client, url: String) {
     })
     .await;
 }
+
+/// The controller as a process with `extra` flags after the usual ones (e.g. the test-only
+/// `--dataimportcron-poll-interval`).
+pub fn start_controller_with_args(env: &Env, name: &str, extra: &[&str]) -> ControllerProcess {
+    let log = env.logs.path().join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
+    cmd.arg("--kubeconfig")
+        .arg(env.cluster.kubeconfig())
+        .args([
+            "--importer-image",
+            "quay.io/cdi-rs/cdi-importer:latest",
+            "--uploadserver-image",
+            "quay.io/cdi-rs/cdi-uploadserver:latest",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--namespace",
+            &env.cdi_namespace,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info,kube_runtime=warn")
+        .env("POD_NAME", name)
+        .stdout(Stdio::null())
+        .stderr(out);
+    let child = cdi_testenv::process::spawn_tied(cmd).expect("start cdi-controller");
+    ControllerProcess { child, log }
+}

@@ -1,0 +1,349 @@
+//! Golden-image pipelines end to end on the test control plane: DataImportCrons polling a
+//! local registry (Debian's `docker-registry`, over TLS with a password) whose tag the test
+//! moves. The controller runs with `--dataimportcron-poll-interval 2`, so a cron with a
+//! schedule polls every 2 s instead of on its minutes. Claims are on the CSI stand-in's class,
+//! so a DataVolume with `sourceRef` to the managed DataSource is a CSI clone.
+
+mod support;
+
+use cdi_crds::{DataImportCron, DataSource, DataVolume, DataVolumePhase};
+use cdi_testdata::registry::{Compression, RegistryConfig, RegistryServer, image, layer};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use support::*;
+
+const CSI: &str = cdi_testenv::CSI_STORAGE_CLASS;
+const CRON_LABEL: &str = "cdi.kubevirt.io/dataImportCron";
+
+/// A 1 MiB raw disk whose bytes depend on `version`.
+fn disk(version: u8) -> Vec<u8> {
+    (0..(1u32 << 20))
+        .map(|i| (i % 251) as u8 ^ version.wrapping_mul(37))
+        .collect()
+}
+
+/// Pushes the containerDisk of `version` as `repository:tag`; returns its digest.
+fn push(registry: &RegistryServer, repository: &str, tag: &str, version: u8) -> String {
+    registry.push(
+        repository,
+        tag,
+        &image(
+            vec![layer(
+                &[("disk/disk.img", &disk(version))],
+                Compression::Gzip,
+            )],
+            &[("version", &version.to_string())],
+            "amd64",
+        ),
+    )
+}
+
+/// The import of `digest` for DataSource `ds`, named as upstream names it.
+fn import_name(ds: &str, digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    format!("{ds}-{}", &hex[..12])
+}
+
+fn cron(name: &str, ds: &str, url: &str, extra: serde_json::Value) -> DataImportCron {
+    let mut spec = json!({
+        "template": {"spec": {
+            "source": {"registry": {"url": url, "secretRef": "registry-login",
+                                    "certConfigMap": "registry-ca"}},
+            "storage": {"storageClassName": CSI, "volumeMode": "Filesystem",
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "64Mi"}}}}},
+        "schedule": "* * * * *",
+        "managedDataSource": ds,
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataImportCron",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("a DataImportCron")
+}
+
+/// The names of the imports labelled with cron `name`.
+async fn imports(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let dvs: Api<DataVolume> = Api::namespaced(client.clone(), ns);
+    let mut names: Vec<String> = dvs
+        .list(&ListParams::default().labels(&format!("{CRON_LABEL}={name}")))
+        .await
+        .expect("list imports")
+        .items
+        .iter()
+        .map(|d| d.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until DataSource `ds` is Ready and points at claim `claim`.
+async fn wait_data_source(client: &Client, ns: &str, ds: &str, claim: &str) {
+    let api: Api<DataSource> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("DataSource {ds} to be Ready on {claim}"), || {
+        let api = api.clone();
+        async move {
+            let d = api.get_opt(ds).await.ok()??;
+            let points = d.spec.source.pvc.as_ref().is_some_and(|p| p.name == claim);
+            let ready = d
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_.as_str() == "Ready" && c.status.as_str() == "True");
+            let resolved = d.status.as_ref()?.source.as_ref()?.pvc.as_ref()?.name == claim;
+            (points && ready && resolved).then_some(())
+        }
+    })
+    .await;
+}
+
+/// The cron's condition `t` as (status, reason).
+fn condition(cron: &DataImportCron, t: &str) -> Option<(String, String)> {
+    let c = cron
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_.as_str() == t)?;
+    Some((
+        c.status.as_str().to_owned(),
+        c.reason.clone().unwrap_or_default(),
+    ))
+}
+
+/// HEAD requests for `repository`'s manifests in the registry's access log.
+fn manifest_heads(registry: &RegistryServer, repository: &str) -> usize {
+    let needle = format!("\"HEAD /v2/{repository}/manifests/");
+    registry
+        .log()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
+async fn create_secret_and_ca(client: &Client, ns: &str, registry: &RegistryServer) {
+    let (user, password) = registry.credentials.clone().expect("credentials");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "registry-login"},
+        "stringData": {"accessKeyId": user, "secretKey": password},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret created");
+    let ca: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "registry-ca"},
+        "data": {"ca.pem": registry.ca_pem.clone().expect("CA")},
+    }))
+    .expect("config map");
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &ca)
+        .await
+        .expect("CA created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
+    let env = env().await;
+    if !env.cluster.is_local() {
+        return;
+    }
+    env.cluster
+        .enable_csi_standin()
+        .await
+        .expect("the CSI stand-in");
+    let _controller = start_controller_with_args(
+        &env,
+        "cdi-controller-dic",
+        &["--dataimportcron-poll-interval", "2"],
+    );
+    let ns = env
+        .cluster
+        .create_namespace("golden")
+        .await
+        .expect("namespace");
+    let client = env.client.clone();
+    let registry = RegistryServer::start(RegistryConfig {
+        tls: true,
+        auth: true,
+    });
+    create_secret_and_ca(&client, &ns, &registry).await;
+    let crons: Api<DataImportCron> = Api::namespaced(client.clone(), &ns);
+    let dvs: Api<DataVolume> = Api::namespaced(client.clone(), &ns);
+    let sources: Api<DataSource> = Api::namespaced(client.clone(), &ns);
+
+    // Version 1, and two crons: fedora (kept on deletion, two imports kept) and cirros
+    // (another repository, deleted with its imports).
+    let d1 = push(&registry, "disks/fedora", "latest", 1);
+    let c1 = push(&registry, "disks/cirros", "1", 11);
+    let url = format!("docker://{}/disks/fedora:latest", registry.host());
+    crons
+        .create(
+            &PostParams::default(),
+            &cron("fedora-cron", "fedora", &url, json!({"importsToKeep": 2})),
+        )
+        .await
+        .expect("fedora cron");
+    let cirros_url = format!("docker://{}/disks/cirros:1", registry.host());
+    crons
+        .create(
+            &PostParams::default(),
+            &cron(
+                "cirros-cron",
+                "cirros",
+                &cirros_url,
+                json!({"retentionPolicy": "None"}),
+            ),
+        )
+        .await
+        .expect("cirros cron");
+
+    // First import: the DataVolume named from the digest, pinned to it; the DataSource on it.
+    let first = import_name("fedora", &d1);
+    let dv = wait_phase(&dvs, &first, DataVolumePhase::Succeeded).await;
+    let pinned = dv
+        .spec
+        .source
+        .as_ref()
+        .and_then(|s| s.registry.as_ref())
+        .and_then(|r| r.url.clone());
+    assert_eq!(
+        pinned,
+        Some(format!("docker://{}/disks/fedora@{d1}", registry.host()))
+    );
+    wait_data_source(&client, &ns, "fedora", &first).await;
+    assert!(
+        disk_image(&env, &ns, &first)
+            .await
+            .map(|p| std::fs::read(p).expect("image"))
+            .is_some_and(|b| b.starts_with(&disk(1)))
+    );
+    let up = eventually("fedora-cron to be UpToDate", || {
+        let crons = crons.clone();
+        async move {
+            let c = crons.get("fedora-cron").await.ok()?;
+            (condition(&c, "UpToDate")? == ("True".into(), "UpToDate".into())).then_some(c)
+        }
+    })
+    .await;
+    let status = up.status.clone().expect("status");
+    assert_eq!(
+        status.last_imported_pvc.map(|p| p.name).as_deref(),
+        Some(first.as_str())
+    );
+    assert!(status.last_import_timestamp.is_some());
+
+    // Unchanged: polls go on (lastExecutionTimestamp moves), one manifest HEAD each, nothing
+    // is imported again.
+    let polled_at = status.last_execution_timestamp.clone().expect("polled");
+    let heads_before = manifest_heads(&registry, "disks/fedora");
+    eventually("three more polls", || {
+        let crons = crons.clone();
+        let polled_at = polled_at.clone();
+        async move {
+            let c = crons.get("fedora-cron").await.ok()?;
+            let t = c.status?.last_execution_timestamp?;
+            (t.0.as_second() >= polled_at.0.as_second() + 6).then_some(())
+        }
+    })
+    .await;
+    let heads = manifest_heads(&registry, "disks/fedora") - heads_before;
+    assert!(
+        (3..=5).contains(&heads),
+        "one manifest HEAD per poll, about 3 polls in 6 s: {heads}"
+    );
+    assert_eq!(imports(&client, &ns, "fedora-cron").await, [first.clone()]);
+
+    // The tag moves: a new import, and the DataSource follows once it succeeded.
+    let d2 = push(&registry, "disks/fedora", "latest", 2);
+    let second = import_name("fedora", &d2);
+    wait_phase(&dvs, &second, DataVolumePhase::Succeeded).await;
+    wait_data_source(&client, &ns, "fedora", &second).await;
+
+    // Once more: three imports made, two kept (the oldest goes).
+    let d3 = push(&registry, "disks/fedora", "latest", 3);
+    let third = import_name("fedora", &d3);
+    wait_phase(&dvs, &third, DataVolumePhase::Succeeded).await;
+    wait_data_source(&client, &ns, "fedora", &third).await;
+    let mut kept = vec![second.clone(), third.clone()];
+    kept.sort();
+    eventually("garbage collection down to importsToKeep", || {
+        let (client, ns, kept) = (client.clone(), ns.clone(), kept.clone());
+        async move { (imports(&client, &ns, "fedora-cron").await == kept).then_some(()) }
+    })
+    .await;
+
+    // A VM's disk clones the golden image through the DataSource.
+    create(
+        &dvs,
+        &data_volume(
+            "vm-disk",
+            json!({"sourceRef": {"kind": "DataSource", "name": "fedora"},
+                   "storage": {"storageClassName": CSI, "volumeMode": "Filesystem",
+                               "accessModes": ["ReadWriteOnce"]}}),
+        ),
+    )
+    .await;
+    wait_phase(&dvs, "vm-disk", DataVolumePhase::Succeeded).await;
+    let read = |name: String| {
+        let env = &env;
+        let ns = ns.clone();
+        async move {
+            let p = disk_image(env, &ns, &name).await.expect("local image");
+            std::fs::read(p).expect("image")
+        }
+    };
+    let golden = read(third.clone()).await;
+    assert!(golden.starts_with(&disk(3)));
+    assert!(read("vm-disk".into()).await == golden, "the clone differs");
+
+    // Deleting a cron that retains all: its imports and DataSource stay.
+    crons
+        .delete("fedora-cron", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("fedora-cron to be gone", || {
+        let crons = crons.clone();
+        async move {
+            crons
+                .get_opt("fedora-cron")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(imports(&client, &ns, "fedora-cron").await, kept);
+    assert!(sources.get_opt("fedora").await.expect("get").is_some());
+
+    // Deleting one that retains nothing: its imports and DataSource go with it.
+    let cirros = import_name("cirros", &c1);
+    wait_phase(&dvs, &cirros, DataVolumePhase::Succeeded).await;
+    wait_data_source(&client, &ns, "cirros", &cirros).await;
+    crons
+        .delete("cirros-cron", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("cirros-cron, its imports and DataSource to be gone", || {
+        let (crons, sources, client, ns) =
+            (crons.clone(), sources.clone(), client.clone(), ns.clone());
+        async move {
+            let gone = crons.get_opt("cirros-cron").await.ok()?.is_none()
+                && sources.get_opt("cirros").await.ok()?.is_none()
+                && imports(&client, &ns, "cirros-cron").await.is_empty();
+            gone.then_some(())
+        }
+    })
+    .await;
+}
