@@ -262,7 +262,10 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
         (3..=5).contains(&heads),
         "one manifest HEAD per poll, about 3 polls in 6 s: {heads}"
     );
-    assert_eq!(imports(&client, &ns, "fedora-cron").await, [first.clone()]);
+    assert_eq!(
+        imports(&client, &ns, "fedora-cron").await,
+        std::slice::from_ref(&first)
+    );
 
     // The tag moves: a new import, and the DataSource follows once it succeeded.
     let d2 = push(&registry, "disks/fedora", "latest", 2);
