@@ -26,31 +26,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// User+system CPU seconds and peak RSS (MiB) of process `pid`, from /proc.
-fn process_usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name.
-    let clock_ticks = 100.0;
-    let cpu = (ticks(11) + ticks(12)) / clock_ticks;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kib / 1024.0)
-}
-
 async fn http_ok(url: &str) -> bool {
     match reqwest::get(url).await {
         Ok(r) => r.status().is_success(),
@@ -129,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let (cpu_before, _) = process_usage(pid);
+    let (cpu_before, _) = cdi_testenv::process::usage(pid);
 
     // Record when each importer pod first shows up.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -207,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|(dv, seen)| bound_at.get(dv).map(|b| seen.saturating_duration_since(*b)))
         .collect();
     after_bound.sort();
-    let (cpu_after, peak_rss) = process_usage(pid);
+    let (cpu_after, peak_rss) = cdi_testenv::process::usage(pid);
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await?
         .text()
