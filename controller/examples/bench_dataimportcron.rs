@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cdi_crds::{DataImportCron, DataSource, DataVolume};
@@ -20,6 +19,8 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+
+mod support;
 
 /// A containerDisk of 1 MiB whose bytes depend on `version`, pushed as `repository:tag`.
 fn push(registry: &RegistryServer, repository: &str, tag: &str, version: u8) -> String {
@@ -73,10 +74,6 @@ fn manifest_requests(registry: &RegistryServer) -> usize {
         .count()
 }
 
-async fn http_text(url: &str) -> Option<String> {
-    reqwest::get(url).await.ok()?.text().await.ok()
-}
-
 /// The claim DataSource `name` points at.
 async fn points_at(sources: &Api<DataSource>, name: &str) -> Option<String> {
     Some(sources.get_opt(name).await.ok()??.spec.source.pvc?.name)
@@ -90,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let window: u64 = args.next().map(|c| c.parse()).transpose()?.unwrap_or(60);
     let out = args.next().map(PathBuf::from);
 
-    let importer = cdi_testdata::workspace::workspace_binary("cdi-importer", "cdi-importer");
+    let importer = support::sibling_binary("cdi-importer")?;
     let cluster =
         cdi_testenv::TestCluster::start(BTreeMap::from([("cdi-importer".to_owned(), importer)]))
             .await?;
@@ -114,43 +111,15 @@ async fn main() -> anyhow::Result<()> {
     push(&registry, "bench/disk", "latest", 1);
     push(&registry, "bench/moved", "latest", 1);
 
-    let exe = std::env::current_exe()?;
-    let target = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .ok_or_else(|| anyhow::anyhow!("no target dir above {}", exe.display()))?;
-    let controller_bin = target.join("cdi-controller");
-    anyhow::ensure!(
-        controller_bin.exists(),
-        "{} is missing: cargo build --release -p cdi-controller",
-        controller_bin.display()
-    );
-    let port = cdi_testenv::process::free_port()?;
-    let log_path = std::env::temp_dir().join(format!(
-        "cdi-bench-dic-controller-{}.log",
-        std::process::id()
-    ));
-    let mut cmd = Command::new(&controller_bin);
-    cmd.arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .args(["--importer-image", "cdi-importer"])
-        .args(["--uploadserver-image", "cdi-uploadserver"])
-        .args(["--namespace", &cdi_ns])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-        .args(["--dataimportcron-poll-interval", &poll.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?);
-    let mut controller = cdi_testenv::process::spawn_tied(cmd)?;
-    let pid = controller.id();
-    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    cdi_testenv::wait::eventually(
-        "the controller to be ready",
-        Duration::from_secs(60),
-        || async { http_text(&ready).await.map(|_| ()) },
+    let poll_flag = poll.to_string();
+    let mut controller = support::start_controller(
+        &cluster,
+        &cdi_ns,
+        &["--dataimportcron-poll-interval", &poll_flag],
     )
     .await?;
+    let pid = controller.pid();
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", controller.port);
 
     let crons: Api<DataImportCron> = Api::namespaced(client.clone(), &ns);
     let sources: Api<DataSource> = Api::namespaced(client.clone(), &ns);
@@ -203,11 +172,11 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     // The steady state: polls and nothing new.
-    let before = http_text(&metrics_url).await.unwrap_or_default();
+    let before = support::http_text(&metrics_url).await.unwrap_or_default();
     let (cpu_before, _) = cdi_testenv::process::usage(pid);
     let requests_before = manifest_requests(&registry);
     tokio::time::sleep(Duration::from_secs(window)).await;
-    let after = http_text(&metrics_url).await.unwrap_or_default();
+    let after = support::http_text(&metrics_url).await.unwrap_or_default();
     let (cpu_after, peak_rss) = cdi_testenv::process::usage(pid);
     let requests = manifest_requests(&registry) - requests_before;
     let polls = metric(&after, "kubevirt_cdi_dataimportcron_polls_total")
@@ -250,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let latency = moved_at.elapsed();
-    cdi_testenv::process::stop(&mut controller, Duration::from_secs(5));
+    controller.stop();
 
     let ticks = window as f64 / poll as f64;
     let table = format!(
@@ -266,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{table}\nDataSource now on {second}; controller log: {}",
-        log_path.display()
+        controller.log.display()
     );
     if let Some(out) = out {
         std::fs::write(&out, &table)?;

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cdi_crds::DataVolume;
@@ -18,19 +17,14 @@ use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
+mod support;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-async fn http_ok(url: &str) -> bool {
-    match reqwest::get(url).await {
-        Ok(r) => r.status().is_success(),
-        Err(_) => false,
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -46,48 +40,8 @@ async fn main() -> anyhow::Result<()> {
     let cdi_ns = cluster.create_namespace("cdi").await?;
     let ns = cluster.create_namespace("bench").await?;
 
-    let exe = std::env::current_exe()?;
-    let target = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .ok_or_else(|| anyhow::anyhow!("no target dir above {}", exe.display()))?;
-    let controller_bin = target.join("cdi-controller");
-    anyhow::ensure!(
-        controller_bin.exists(),
-        "{} is missing: cargo build --release -p cdi-controller",
-        controller_bin.display()
-    );
-    let port = cdi_testenv::process::free_port()?;
-    let log_path =
-        std::env::temp_dir().join(format!("cdi-bench-controller-{}.log", std::process::id()));
-    let log_file = std::fs::File::create(&log_path)?;
-    let mut cmd = Command::new(&controller_bin);
-    cmd.arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .args([
-            "--importer-image",
-            "cdi-importer",
-            "--uploadserver-image",
-            "cdi-uploadserver",
-        ])
-        .args([
-            "--namespace",
-            &cdi_ns,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log_file);
-    let mut controller = cdi_testenv::process::spawn_tied(cmd)?;
-    let pid = controller.id();
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    cdi_testenv::wait::eventually(
-        "the controller to be ready",
-        Duration::from_secs(60),
-        || async { http_ok(&ready).await.then_some(()) },
-    )
-    .await?;
+    let mut controller = support::start_controller(&cluster, &cdi_ns, &[]).await?;
+    let (pid, port, log_path) = (controller.pid(), controller.port, controller.log.clone());
     let profiles: Api<cdi_crds::StorageProfile> = Api::all(client.clone());
     cdi_testenv::wait::eventually(
         "the StorageProfile of the default class",
@@ -187,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    cdi_testenv::process::stop(&mut controller, Duration::from_secs(5));
+    controller.stop();
 
     let mut latencies: Vec<Duration> = created
         .iter()

@@ -154,14 +154,9 @@ async fn create_secret_and_ca(client: &Client, ns: &str, registry: &RegistryServ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
-    let env = env().await;
-    if !env.cluster.is_local() {
+    let Some(env) = env_with_csi().await else {
         return;
-    }
-    env.cluster
-        .enable_csi_standin()
-        .await
-        .expect("the CSI stand-in");
+    };
     let _controller = start_controller_with_args(
         &env,
         "cdi-controller-dic",

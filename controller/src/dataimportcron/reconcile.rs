@@ -21,6 +21,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
+use serde_json::json;
 
 use super::imports::{self, Import};
 use super::poll::{PollError, Poller, RegistryAccess};
@@ -109,14 +110,7 @@ pub async fn reconcile_cron(
     if !cron.finalizers().iter().any(|f| f == FINALIZER) {
         let mut finalizers = cron.finalizers().to_vec();
         finalizers.push(FINALIZER.to_owned());
-        let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
-        crons
-            .patch(
-                &cron.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+        patch_metadata(&crons, &cron.name_any(), json!({"finalizers": finalizers})).await?;
     }
     let now_second = Timestamp::from_second(now.as_second()).unwrap_or(now);
     let mut cron = cron.clone();
@@ -176,7 +170,7 @@ pub async fn reconcile_cron(
     }
     update_data_source(ctx, &cron, decision.status.last_imported_pvc.as_ref()).await?;
     if cron.status.as_ref() != Some(&decision.status) {
-        let apply = serde_json::json!({
+        let apply = json!({
             "apiVersion": "cdi.kubevirt.io/v1beta1",
             "kind": "DataImportCron",
             "status": decision.status,
@@ -299,14 +293,7 @@ async fn poll_if_due(
                 tracing::info!(digest, "The source has a new digest.");
                 changes.insert(import::SOURCE_DESIRED_DIGEST.into(), digest.clone().into());
             }
-            let patch = serde_json::json!({"metadata": {"annotations": changes}});
-            crons
-                .patch(
-                    &cron.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
+            patch_metadata(crons, &cron.name_any(), json!({"annotations": changes})).await?;
             let annotations = cron.annotations_mut();
             annotations.insert(import::LAST_CRON_TIME.into(), now.to_string());
             annotations.insert(import::SOURCE_DESIRED_DIGEST.into(), digest);
@@ -447,12 +434,8 @@ async fn record_import_duration(
 
 /// Marks import `name` as used now (garbage collection keeps the most recently used).
 async fn touch(dvs: &Api<DataVolume>, name: &str, now: &str) -> Result<(), Error> {
-    let patch = serde_json::json!({"metadata": {"annotations": {import::LAST_USE_TIME: now}}});
-    ignore_not_found(
-        dvs.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map(|_| ()),
-    )
+    let annotations = json!({"annotations": {import::LAST_USE_TIME: now}});
+    ignore_not_found(patch_metadata(dvs, name, annotations).await)
 }
 
 /// Deletes the cron's imports beyond `importsToKeep`, never the last import or the one in
@@ -562,7 +545,7 @@ async fn update_data_source(
     if points && labelled {
         return Ok(());
     }
-    let patch = serde_json::json!({
+    let patch = json!({
         "metadata": {"labels": desired["metadata"]["labels"]},
         "spec": {"source": {"pvc": desired["spec"]["source"]["pvc"],
                             "snapshot": null, "dataSource": null}},
@@ -621,18 +604,25 @@ async fn finalize(
         .iter()
         .filter(|f| *f != FINALIZER)
         .collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
     ignore_not_found(
-        crons
-            .patch(
-                &cron.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map(|_| ()),
+        patch_metadata(crons, &cron.name_any(), json!({"finalizers": finalizers})).await,
     )?;
     Ok(Action::await_change())
+}
+
+/// Merges `metadata` into object `name`'s metadata (a JSON merge patch: lists are replaced).
+async fn patch_metadata<K>(
+    api: &Api<K>,
+    name: &str,
+    metadata: serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({ "metadata": metadata });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
 }
 
 fn outdated_labels(cron: &DataImportCron) -> CronOutdatedLabels {

@@ -82,6 +82,15 @@ fn status_patch(api: &crate::fixtures::MockApi) -> Value {
         .expect("the status applied")
 }
 
+/// Condition `t` of an applied status.
+fn condition(status: &Value, t: &str) -> Value {
+    status["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == t))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {t} condition in {status}"))
+}
+
 fn state(ctx: crate::Context) -> State {
     State {
         ctx,
@@ -123,11 +132,7 @@ async fn a_new_digest_is_imported_once_pinned_and_labelled() {
         status["status"]["currentImports"],
         json!([{"DataVolumeName": N1, "Digest": D1}])
     );
-    let up_to_date = status["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "UpToDate"))
-        .expect("UpToDate")
-        .clone();
+    let up_to_date = condition(&status, "UpToDate");
     assert_eq!(up_to_date["reason"], "Outdated");
     // No registry was asked: the digest came from the annotation.
     assert!(
@@ -164,11 +169,7 @@ async fn an_existing_import_is_not_created_again() {
         api.calls()
     );
     let status = status_patch(&api);
-    let progressing = status["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Progressing"))
-        .expect("Progressing")
-        .clone();
+    let progressing = condition(&status, "Progressing");
     assert_eq!(progressing["reason"], "ImportProgressing");
     assert_eq!(progressing["status"], "True");
 }
@@ -306,11 +307,7 @@ async fn an_unreachable_registry_is_retried_and_shown_in_the_condition() {
     assert!(matches!(err, crate::Error::SourcePoll { .. }), "{err}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
     let status = status_patch(&api);
-    let up_to_date = status["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "UpToDate"))
-        .expect("UpToDate")
-        .clone();
+    let up_to_date = condition(&status, "UpToDate");
     assert_eq!(up_to_date["reason"], "RegistryUnreachable");
     let event = api
         .requests()

@@ -210,27 +210,7 @@ pub async fn service_account_kubeconfig(env: &Env, account: &str) -> PathBuf {
 }
 
 pub fn start_controller_as(env: &Env, name: &str, kubeconfig: &Path) -> ControllerProcess {
-    let log = env.logs.path().join(format!("{name}.log"));
-    let out = std::fs::File::create(&log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
-    cmd.arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args([
-            "--importer-image",
-            "quay.io/cdi-rs/cdi-importer:latest",
-            "--uploadserver-image",
-            "quay.io/cdi-rs/cdi-uploadserver:latest",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--namespace",
-            &env.cdi_namespace,
-        ])
-        .env("RUST_LOG", "info,kube_runtime=warn")
-        .env("POD_NAME", name)
-        .stdout(Stdio::null())
-        .stderr(out);
-    let child = cdi_testenv::process::spawn_tied(cmd).expect("start cdi-controller");
-    ControllerProcess { child, log }
+    start_controller_process(env, name, kubeconfig, &[])
 }
 
 pub fn data_volume(name: &str, spec: serde_json::Value) -> DataVolume {
@@ -491,11 +471,21 @@ pub async fn wait_ready(what: &str, client: &reqwest::Client, url: String) {
 /// The controller as a process with `extra` flags after the usual ones (e.g. the test-only
 /// `--dataimportcron-poll-interval`).
 pub fn start_controller_with_args(env: &Env, name: &str, extra: &[&str]) -> ControllerProcess {
+    start_controller_process(env, name, env.cluster.kubeconfig(), extra)
+}
+
+/// The controller as a process of `kubeconfig`'s identity, with `extra` flags.
+pub fn start_controller_process(
+    env: &Env,
+    name: &str,
+    kubeconfig: &Path,
+    extra: &[&str],
+) -> ControllerProcess {
     let log = env.logs.path().join(format!("{name}.log"));
     let out = std::fs::File::create(&log).expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
     cmd.arg("--kubeconfig")
-        .arg(env.cluster.kubeconfig())
+        .arg(kubeconfig)
         .args([
             "--importer-image",
             "quay.io/cdi-rs/cdi-importer:latest",
@@ -513,4 +503,18 @@ pub fn start_controller_with_args(env: &Env, name: &str, extra: &[&str]) -> Cont
         .stderr(out);
     let child = cdi_testenv::process::spawn_tied(cmd).expect("start cdi-controller");
     ControllerProcess { child, log }
+}
+
+/// A cluster whose kubelet stand-in also plays the CSI driver and snapshotter (class
+/// `cdi_testenv::CSI_STORAGE_CLASS`); `None` on a remote cluster, where it cannot.
+pub async fn env_with_csi() -> Option<Env> {
+    let env = env().await;
+    if !env.cluster.is_local() {
+        return None;
+    }
+    env.cluster
+        .enable_csi_standin()
+        .await
+        .expect("the CSI stand-in");
+    Some(env)
 }
