@@ -389,16 +389,22 @@ async fn observe_import(
         .get_opt(name)
         .await?;
     let status = dv.as_ref().and_then(|d| d.status.as_ref());
-    let failed = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| {
-            c.iter()
-                .find(|c| c.type_ == DataVolumeConditionType::Running)
-        })
-        .is_some_and(|c| {
-            c.status == ConditionStatus::False
-                && matches!(c.reason.as_deref(), Some("Error" | "ImagePullFailed"))
-        });
+    // Failed for good (our importer fails a DataVolume on terminal errors), or failing in a
+    // way upstream deletes the import for when a new digest comes.
+    let terminal = status
+        .and_then(|s| s.phase.as_ref())
+        .is_some_and(|p| p.as_str() == "Failed");
+    let failed = terminal
+        || status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == DataVolumeConditionType::Running)
+            })
+            .is_some_and(|c| {
+                c.status == ConditionStatus::False
+                    && matches!(c.reason.as_deref(), Some("Error" | "ImagePullFailed"))
+            });
     Ok(ImportState {
         data_volume_phase: dv.as_ref().map(|_| {
             status

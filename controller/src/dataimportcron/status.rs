@@ -18,8 +18,8 @@ use super::imports::{BadDigest, data_volume_name};
 pub struct ImportState {
     /// Its DataVolume's phase, if the DataVolume exists.
     pub data_volume_phase: Option<String>,
-    /// Its DataVolume failed in a way a retry of the same digest will not fix (its Running
-    /// condition is False with reason `Error` or `ImagePullFailed`).
+    /// Its DataVolume failed in a way a retry of the same digest will not fix (phase Failed,
+    /// or its Running condition False with reason `Error` or `ImagePullFailed`).
     pub failed: bool,
     /// A claim of that name exists and is Bound (an import whose DataVolume is gone).
     pub claim_bound: bool,
