@@ -1,13 +1,17 @@
 //! What a cron creates: the DataVolume of a digest (named from the digest, so every poll,
-//! restart or replica that sees the same digest names the same object), the managed
-//! DataSource, and which old imports garbage collection deletes. Pure.
+//! restart or replica that sees the same digest names the same object), its VolumeSnapshot
+//! when the storage keeps imports as snapshots, the managed DataSource, and which old imports
+//! garbage collection deletes. Pure.
 
 use std::collections::BTreeMap;
 
 use cdi_crds::annotations::{import, labels, switches};
-use cdi_crds::{DataImportCron, DataSource, DataVolume, DataVolumeSourcePvc};
+use cdi_crds::{
+    DataImportCron, DataImportCronSourceFormat, DataSource, DataVolume, DataVolumeSourcePvc,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 
 /// Label on what a cron with `retentionPolicy: None` created: deleted with the cron.
 pub const CLEANUP_LABEL: &str = "cdi.kubevirt.io/dataImportCron.cleanup";
@@ -98,11 +102,38 @@ pub fn render_data_volume(
     }
 }
 
+/// The VolumeSnapshot of import `name` (its claim, of the same name), in `class` if given,
+/// labelled as the cron's and noting the claim's volume mode for restores.
+pub fn render_snapshot(
+    cron: &DataImportCron,
+    name: &str,
+    class: Option<&str>,
+    volume_mode: Option<&str>,
+    now: &str,
+) -> DynamicObject {
+    let mut object = DynamicObject::new(name, &crate::clone::flow::snapshot_resource())
+        .within(&cron.namespace().unwrap_or_default());
+    object.metadata.labels = Some(owned_labels(cron));
+    let mut annotations = BTreeMap::from([(import::LAST_USE_TIME.to_owned(), now.to_owned())]);
+    if let Some(mode) = volume_mode {
+        annotations.insert(import::SOURCE_VOLUME_MODE.to_owned(), mode.to_owned());
+    }
+    object.metadata.annotations = Some(annotations);
+    let mut spec = serde_json::json!({"source": {"persistentVolumeClaimName": name}});
+    if let Some(class) = class {
+        spec["volumeSnapshotClassName"] = class.into();
+    }
+    object.data = serde_json::json!({ "spec": spec });
+    object
+}
+
 /// The managed DataSource as the cron wants it: its labels, and pointing at `last_import`
-/// once there is one (until then its source stays empty: not Ready, `NoSource`).
+/// (its claim, or its snapshot in the snapshot format) once there is one (until then its
+/// source stays empty: not Ready, `NoSource`).
 pub fn render_data_source(
     cron: &DataImportCron,
     last_import: Option<&DataVolumeSourcePvc>,
+    format: &DataImportCronSourceFormat,
 ) -> serde_json::Value {
     let mut object = serde_json::json!({
         "apiVersion": "cdi.kubevirt.io/v1beta1",
@@ -115,8 +146,12 @@ pub fn render_data_source(
         "spec": { "source": {} },
     });
     if let Some(pvc) = last_import {
+        let kind = match format {
+            DataImportCronSourceFormat::Snapshot => "snapshot",
+            _ => "pvc",
+        };
         object["spec"]["source"] =
-            serde_json::json!({"pvc": {"namespace": pvc.namespace, "name": pvc.name}});
+            serde_json::json!({kind: {"namespace": pvc.namespace, "name": pvc.name}});
     }
     object
 }
@@ -270,7 +305,7 @@ mod tests {
     #[test]
     fn the_data_source_points_at_the_last_import_once_there_is_one() {
         let c = cron(json!({}));
-        let empty = render_data_source(&c, None);
+        let empty = render_data_source(&c, None, &DataImportCronSourceFormat::Pvc);
         assert_eq!(empty["spec"]["source"], json!({}));
         assert_eq!(
             empty["metadata"]["labels"][labels::DATA_IMPORT_CRON],
@@ -280,10 +315,15 @@ mod tests {
             namespace: "golden".into(),
             name: "fedora-0123456789ab".into(),
         };
-        let ds = render_data_source(&c, Some(&pvc));
+        let ds = render_data_source(&c, Some(&pvc), &DataImportCronSourceFormat::Pvc);
         assert_eq!(
             ds["spec"]["source"],
             json!({"pvc": {"namespace": "golden", "name": "fedora-0123456789ab"}})
+        );
+        let snap = render_data_source(&c, Some(&pvc), &DataImportCronSourceFormat::Snapshot);
+        assert_eq!(
+            snap["spec"]["source"],
+            json!({"snapshot": {"namespace": "golden", "name": "fedora-0123456789ab"}})
         );
         let foreign: DataSource = serde_json::from_value(json!({
             "metadata": {"name": "fedora", "namespace": "golden",
@@ -294,6 +334,35 @@ mod tests {
         let ours: DataSource = serde_json::from_value(ds).expect("ds");
         assert!(manages(&c, Some(&ours)));
         assert!(manages(&c, None));
+    }
+
+    #[test]
+    fn the_snapshot_of_an_import_is_named_and_labelled_as_the_import() {
+        let c = cron(json!({"retentionPolicy": "None"}));
+        let s = render_snapshot(
+            &c,
+            "fedora-0123456789ab",
+            Some("csi-snapclass"),
+            Some("Block"),
+            "2026-12-07T15:00:00Z",
+        );
+        assert_eq!(s.name_any(), "fedora-0123456789ab");
+        assert_eq!(s.namespace().as_deref(), Some("golden"));
+        assert_eq!(
+            s.data["spec"],
+            json!({"source": {"persistentVolumeClaimName": "fedora-0123456789ab"},
+                   "volumeSnapshotClassName": "csi-snapclass"})
+        );
+        assert_eq!(
+            s.labels().get(CLEANUP_LABEL).map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            s.annotations()
+                .get(import::SOURCE_VOLUME_MODE)
+                .map(String::as_str),
+            Some("Block")
+        );
     }
 
     #[test]

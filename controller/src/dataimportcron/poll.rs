@@ -114,8 +114,8 @@ pub struct Poller {
     grants: Mutex<HashMap<String, Grant>>,
     /// The scheme an insecure registry answered on, so it is probed once.
     schemes: Mutex<HashMap<String, &'static str>>,
-    /// Registry requests made, for metrics and tests.
-    pub requests: std::sync::atomic::AtomicU64,
+    /// Registry requests made (the controller registers it as a metric).
+    pub requests: prometheus_client::metrics::counter::Counter,
 }
 
 impl std::fmt::Debug for Poller {
@@ -278,9 +278,16 @@ impl Poller {
         }
     }
 
+    /// A poller counting its registry requests in `requests`.
+    pub fn new(requests: prometheus_client::metrics::counter::Counter) -> Poller {
+        Poller {
+            requests,
+            ..Poller::default()
+        }
+    }
+
     fn count(&self) {
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.requests.inc();
     }
 
     fn grant(&self, key: &str) -> Option<HeaderValue> {

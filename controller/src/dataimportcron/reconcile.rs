@@ -1,7 +1,9 @@
 //! Applies the DataImportCron controller's decisions: polls the registry when the schedule
 //! says so (the digest and poll time go into the cron's annotations, as upstream's poller
 //! writes them), observes the import in progress, creates and deletes DataVolumes, keeps the
-//! managed DataSource on the newest import, collects old imports and writes the status.
+//! managed DataSource on the newest import (or, where the StorageProfile keeps imports as
+//! snapshots, snapshots each import and drops its claim), collects old imports and writes the
+//! status.
 //! A finalizer lets `retentionPolicy: None` delete what the cron made.
 
 use std::sync::Arc;
@@ -9,14 +11,14 @@ use std::time::Duration;
 
 use cdi_crds::annotations::{import, labels};
 use cdi_crds::{
-    ConditionStatus, DataImportCron, DataSource, DataVolume, DataVolumeConditionType,
-    DataVolumeSourcePvc,
+    ConditionStatus, DataImportCron, DataImportCronSourceFormat, DataSource, DataVolume,
+    DataVolumeConditionType, DataVolumeSourcePvc,
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -27,7 +29,9 @@ use super::imports::{self, Import};
 use super::poll::{PollError, Poller, RegistryAccess};
 use super::schedule::Schedule;
 use super::status::{self, ImportState, PollFailure};
+use crate::clone::flow::{SnapshotFacts, snapshot_resource};
 use crate::context::{EventSpec, object_key};
+use crate::datavolume::plan::StorageView;
 use crate::metrics::{CronLabels, CronOutdatedLabels};
 use crate::{Context, Error};
 
@@ -67,8 +71,8 @@ pub async fn run(
         reconcile,
         error_policy,
         Arc::new(State {
+            poller: Poller::new(ctx.metrics.dataimportcron_registry_requests.clone()),
             ctx,
-            poller: Poller::default(),
         }),
     )
     .for_each(|_| futures::future::ready(()))
@@ -120,13 +124,19 @@ pub async fn reconcile_cron(
         poll_if_due(&mut cron, state, &crons, now_second).await?;
 
     // The import in progress.
+    let storage = StorageFacts::of(ctx, &cron);
     let import_state = observe_import(ctx, &ns, &cron).await?;
     let time = Time(now_second);
-    let decision = status::decide(&cron, &import_state, failure.as_ref(), &time).map_err(|e| {
-        Error::SourcePoll {
-            cron: object_key(&cron),
-            message: e.to_string(),
-        }
+    let decision = status::decide(
+        &cron,
+        &import_state,
+        &storage.format,
+        failure.as_ref(),
+        &time,
+    )
+    .map_err(|e| Error::SourcePoll {
+        cron: object_key(&cron),
+        message: e.to_string(),
     })?;
     let dvs: Api<DataVolume> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(name) = &decision.delete_failed {
@@ -168,7 +178,16 @@ pub async fn reconcile_cron(
         }
         collect_garbage(ctx, &cron, &dvs, &decision.status).await?;
     }
-    update_data_source(ctx, &cron, decision.status.last_imported_pvc.as_ref()).await?;
+    if let Some(name) = &decision.snapshot {
+        keep_as_snapshot(ctx, &cron, &dvs, name, &import_state, &storage, now_second).await?;
+    }
+    update_data_source(
+        ctx,
+        &cron,
+        decision.status.last_imported_pvc.as_ref(),
+        &storage.format,
+    )
+    .await?;
     if cron.status.as_ref() != Some(&decision.status) {
         let apply = json!({
             "apiVersion": "cdi.kubevirt.io/v1beta1",
@@ -266,17 +285,7 @@ async fn poll_if_due(
         return Ok((None, due, None));
     }
     let access = registry_access(ctx, cron, &url).await?;
-    let before = state
-        .poller
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed);
     let result = state.poller.digest(&reference, &access).await;
-    let sent = state
-        .poller
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - before;
-    ctx.metrics.dataimportcron_registry_requests.inc_by(sent);
     ctx.metrics.dataimportcron_polls.inc();
     ctx.metrics
         .dataimportcron_last_poll
@@ -405,7 +414,14 @@ async fn observe_import(
                 c.status == ConditionStatus::False
                     && matches!(c.reason.as_deref(), Some("Error" | "ImagePullFailed"))
             });
+    // Without the snapshot API there is no snapshot.
+    let snapshot =
+        Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &snapshot_resource())
+            .get_opt(name)
+            .await
+            .unwrap_or(None);
     Ok(ImportState {
+        snapshot_ready: snapshot.map(|s| SnapshotFacts::of(&s).ready),
         data_volume_phase: dv.as_ref().map(|_| {
             status
                 .and_then(|s| s.phase.as_ref())
@@ -418,6 +434,90 @@ async fn observe_import(
             .and_then(|s| s.phase)
             .is_some_and(|p| p == "Bound"),
     })
+}
+
+/// Where the cron's imports go: their StorageClass's profile says whether they are kept as
+/// claims or snapshots (`dataImportCronSourceFormat`), and with which snapshot class.
+struct StorageFacts {
+    format: DataImportCronSourceFormat,
+    snapshot_class: Option<String>,
+    volume_mode: Option<String>,
+}
+
+impl StorageFacts {
+    fn of(ctx: &Context, cron: &DataImportCron) -> StorageFacts {
+        let spec = &cron.spec.template.spec;
+        let named = spec
+            .storage
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone())
+            .or_else(|| spec.pvc.as_ref().and_then(|p| p.storage_class_name.clone()));
+        let class = named.or_else(|| {
+            let view = StorageView {
+                classes: ctx.stores.all_storage_classes(),
+                profiles: Vec::new(),
+            };
+            view.default_class().and_then(|c| c.metadata.name.clone())
+        });
+        let status = class
+            .and_then(|c| ctx.stores.storage_profile(&c))
+            .and_then(|p| p.status.clone())
+            .unwrap_or_default();
+        StorageFacts {
+            format: status
+                .data_import_cron_source_format
+                .unwrap_or(DataImportCronSourceFormat::Pvc),
+            snapshot_class: status.snapshot_class,
+            volume_mode: spec
+                .storage
+                .as_ref()
+                .and_then(|s| s.volume_mode.as_ref())
+                .map(|m| m.as_str().to_owned())
+                .or_else(|| spec.pvc.as_ref().and_then(|p| p.volume_mode.clone())),
+        }
+    }
+}
+
+/// The snapshot format: snapshots import `name`'s claim (once), and when the snapshot is ready
+/// deletes the DataVolume (its claim goes with it), as upstream keeps only the snapshot.
+async fn keep_as_snapshot(
+    ctx: &Context,
+    cron: &DataImportCron,
+    dvs: &Api<DataVolume>,
+    name: &str,
+    state: &ImportState,
+    storage: &StorageFacts,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let ns = cron.namespace().unwrap_or_default();
+    match state.snapshot_ready {
+        None => {
+            let snapshot = imports::render_snapshot(
+                cron,
+                name,
+                storage.snapshot_class.as_deref(),
+                storage.volume_mode.as_deref(),
+                &now.to_string(),
+            );
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), &ns, &snapshot_resource());
+            match api.create(&PostParams::default(), &snapshot).await {
+                Ok(_) => tracing::info!(snapshot = %name, "Snapshotting the import."),
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Some(true) if state.data_volume_phase.is_some() || state.claim_bound => {
+            tracing::info!(dv = %name, "The snapshot is ready; deleting the import's DataVolume.");
+            ignore_not_found(
+                dvs.delete(name, &DeleteParams::background())
+                    .await
+                    .map(|_| ()),
+            )?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 /// Records how long the import `name` took, from its DataVolume's creation to `now`.
@@ -482,6 +582,37 @@ async fn collect_garbage(
     for i in status.current_imports.iter().flatten() {
         protected.push(&i.data_volume_name);
     }
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &cron.namespace().unwrap_or_default(),
+        &snapshot_resource(),
+    );
+    // Without the snapshot API there are no snapshots to collect.
+    let snapshot_list = snapshots
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let snapshot_candidates = snapshot_list
+        .iter()
+        .map(|s| Import {
+            name: s.name_any(),
+            last_use: s
+                .annotations()
+                .get(import::LAST_USE_TIME)
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
+    for name in imports::to_collect(snapshot_candidates, keep, &protected) {
+        tracing::info!(snapshot = %name, keep, "Deleting an outdated snapshot import.");
+        ignore_not_found(
+            snapshots
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+    }
     for name in imports::to_collect(candidates, keep, &protected) {
         tracing::info!(dv = %name, keep, "Deleting an outdated import.");
         ignore_not_found(
@@ -507,6 +638,7 @@ async fn update_data_source(
     ctx: &Context,
     cron: &DataImportCron,
     last: Option<&DataVolumeSourcePvc>,
+    format: &DataImportCronSourceFormat,
 ) -> Result<(), Error> {
     let ns = cron.namespace().unwrap_or_default();
     let api: Api<DataSource> = Api::namespaced(ctx.client.clone(), &ns);
@@ -526,7 +658,7 @@ async fn update_data_source(
         .await;
         return Ok(());
     }
-    let desired = imports::render_data_source(cron, last);
+    let desired = imports::render_data_source(cron, last, format);
     let Some(existing) = existing else {
         let ds: DataSource =
             serde_json::from_value(desired).map_err(|source| Error::Serialize {
@@ -542,19 +674,21 @@ async fn update_data_source(
     let Some(pvc) = last else {
         return Ok(());
     };
-    let points = existing.spec.source.pvc.as_ref() == Some(pvc)
-        && existing.spec.source.snapshot.is_none()
-        && existing.spec.source.data_source.is_none();
+    let source = &desired["spec"]["source"];
+    let points = serde_json::to_value(&existing.spec.source).ok().as_ref() == Some(source);
     let labelled = imports::owned_labels(cron)
         .iter()
         .all(|(k, v)| existing.labels().get(k) == Some(v));
     if points && labelled {
         return Ok(());
     }
+    let mut replaced = json!({"pvc": null, "snapshot": null, "dataSource": null});
+    for (k, v) in source.as_object().into_iter().flatten() {
+        replaced[k] = v.clone();
+    }
     let patch = json!({
         "metadata": {"labels": desired["metadata"]["labels"]},
-        "spec": {"source": {"pvc": desired["spec"]["source"]["pvc"],
-                            "snapshot": null, "dataSource": null}},
+        "spec": {"source": replaced},
     });
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
@@ -590,6 +724,22 @@ async fn finalize(
                     .await
                     .map(|_| ()),
             )?;
+        }
+        let snapshots: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), ns, &snapshot_resource());
+        // Without the snapshot API there are none.
+        if let Ok(list) = snapshots
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            for snapshot in list.items {
+                ignore_not_found(
+                    snapshots
+                        .delete(&snapshot.name_any(), &DeleteParams::default())
+                        .await
+                        .map(|_| ()),
+                )?;
+            }
         }
         let sources: Api<DataSource> = Api::namespaced(ctx.client.clone(), ns);
         for ds in sources

@@ -23,6 +23,8 @@ pub struct ImportState {
     pub failed: bool,
     /// A claim of that name exists and is Bound (an import whose DataVolume is gone).
     pub claim_bound: bool,
+    /// A VolumeSnapshot of that name exists (the snapshot format): whether it is ready to use.
+    pub snapshot_ready: Option<bool>,
 }
 
 /// Why the last poll failed: the condition reason and a message.
@@ -42,6 +44,9 @@ pub struct Decision {
     pub delete_failed: Option<String>,
     /// The import in progress finished in this pass (garbage collection may run).
     pub succeeded: bool,
+    /// In the snapshot format: the import to keep as a VolumeSnapshot of its claim (created
+    /// unless it exists; once it is ready the DataVolume and claim are deleted).
+    pub snapshot: Option<String>,
 }
 
 impl Decision {
@@ -64,6 +69,7 @@ pub fn condition(
 pub fn decide(
     cron: &DataImportCron,
     state: &ImportState,
+    format: &DataImportCronSourceFormat,
     poll_failure: Option<&PollFailure>,
     now: &Time,
 ) -> Result<Decision, BadDigest> {
@@ -104,7 +110,7 @@ pub fn decide(
                 );
             }
         },
-        (None, Some(_)) if state.claim_bound => succeeded = true,
+        (None, Some(_)) if state.claim_bound || state.snapshot_ready.is_some() => succeeded = true,
         (_, Some(_)) => {
             imports.remove(0);
         }
@@ -133,6 +139,11 @@ pub fn decide(
         .get(import::SOURCE_DESIRED_DIGEST)
         .filter(|d| !d.is_empty())
         .cloned();
+    let snapshot_format = *format == DataImportCronSourceFormat::Snapshot;
+    let snapshot = imports
+        .first()
+        .filter(|_| succeeded && snapshot_format)
+        .map(|i| i.data_volume_name.clone());
     let mut create = None;
     let mut delete_failed = None;
     let digest_updated = desired
@@ -159,12 +170,20 @@ pub fn decide(
             "Source digest updated since last import".to_owned(),
         )
     } else if succeeded {
-        status.source_format = Some(DataImportCronSourceFormat::Pvc);
-        (
-            ConditionStatus::True,
-            "UpToDate",
-            "Latest import is up to date".to_owned(),
-        )
+        status.source_format = Some(format.clone());
+        if snapshot_format && state.snapshot_ready != Some(true) {
+            (
+                ConditionStatus::False,
+                "ImportProgressing",
+                "Snapshot of imported data is progressing".to_owned(),
+            )
+        } else {
+            (
+                ConditionStatus::True,
+                "UpToDate",
+                "Latest import is up to date".to_owned(),
+            )
+        }
     } else if !imports.is_empty() {
         (
             ConditionStatus::False,
@@ -211,6 +230,7 @@ pub fn decide(
         create,
         delete_failed,
         succeeded,
+        snapshot,
     })
 }
 
@@ -259,6 +279,7 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
     use serde_json::json;
 
+    const PVC: DataImportCronSourceFormat = DataImportCronSourceFormat::Pvc;
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
@@ -402,7 +423,7 @@ mod tests {
             ),
         ];
         for (what, c, state, (progressing, up_to_date), create) in table {
-            let d = decide(&c, &state, None, &now()).expect(what);
+            let d = decide(&c, &state, &PVC, None, &now()).expect(what);
             assert_eq!(
                 reasons(&d),
                 (progressing.into(), up_to_date.into()),
@@ -415,7 +436,7 @@ mod tests {
     #[test]
     fn success_records_the_import_and_keeps_its_time_after() {
         let c = cron(Some(D1), &[("fedora-111111111111", D1)], None);
-        let d = decide(&c, &dv("Succeeded"), None, &now()).expect("decides");
+        let d = decide(&c, &dv("Succeeded"), &PVC, None, &now()).expect("decides");
         assert!(d.succeeded && !d.outdated());
         let pvc = d.status.last_imported_pvc.clone().expect("last import");
         assert_eq!(pvc.name, "fedora-111111111111");
@@ -435,8 +456,30 @@ mod tests {
         let mut again = c.clone();
         again.status = Some(d.status.clone());
         let later = Time(Timestamp::from_second(1_800_000_600).expect("time"));
-        let d2 = decide(&again, &dv("Succeeded"), None, &later).expect("decides");
+        let d2 = decide(&again, &dv("Succeeded"), &PVC, None, &later).expect("decides");
         assert_eq!(d2.status, d.status);
+    }
+
+    #[test]
+    fn in_the_snapshot_format_the_import_is_up_to_date_once_its_snapshot_is_ready() {
+        let snap = DataImportCronSourceFormat::Snapshot;
+        let c = cron(Some(D1), &[("fedora-111111111111", D1)], None);
+        let d = decide(&c, &dv("Succeeded"), &snap, None, &now()).expect("decides");
+        assert_eq!(d.snapshot.as_deref(), Some("fedora-111111111111"));
+        assert_eq!(reasons(&d), ("NoImport".into(), "ImportProgressing".into()));
+        assert_eq!(d.status.source_format, Some(snap.clone()));
+        // The DataVolume and claim are gone once the snapshot is ready: still the import.
+        let state = ImportState {
+            snapshot_ready: Some(true),
+            ..ImportState::default()
+        };
+        let d = decide(&c, &state, &snap, None, &now()).expect("decides");
+        assert!(d.succeeded && !d.outdated());
+        assert_eq!(reasons(&d), ("NoImport".into(), "UpToDate".into()));
+        assert_eq!(
+            d.status.last_imported_pvc.map(|p| p.name).as_deref(),
+            Some("fedora-111111111111")
+        );
     }
 
     #[test]
@@ -446,8 +489,9 @@ mod tests {
             data_volume_phase: Some("ImportInProgress".into()),
             failed: true,
             claim_bound: false,
+            snapshot_ready: None,
         };
-        let d = decide(&c, &state, None, &now()).expect("decides");
+        let d = decide(&c, &state, &PVC, None, &now()).expect("decides");
         assert_eq!(d.delete_failed.as_deref(), Some("fedora-111111111111"));
         assert_eq!(
             d.create.map(|(n, _)| n).as_deref(),
@@ -466,7 +510,7 @@ mod tests {
             reason: "RegistryUnreachable".into(),
             message: "registry r could not be reached".into(),
         };
-        let d = decide(&c, &dv("Succeeded"), Some(&failure), &now()).expect("decides");
+        let d = decide(&c, &dv("Succeeded"), &PVC, Some(&failure), &now()).expect("decides");
         assert!(d.outdated());
         assert_eq!(reasons(&d).1, "RegistryUnreachable");
         assert_eq!(
