@@ -2,14 +2,16 @@
 //! local registry (Debian's `docker-registry`, over TLS with a password) whose tag the test
 //! moves. The controller runs with `--dataimportcron-poll-interval 2`, so a cron with a
 //! schedule polls every 2 s instead of on its minutes. Claims are on the CSI stand-in's class,
-//! so a DataVolume with `sourceRef` to the managed DataSource is a CSI clone.
+//! so a DataVolume with `sourceRef` to the managed DataSource is a CSI clone (from a claim) or
+//! a restore (from a snapshot): the class's profile keeps imports as snapshots (a Ceph RBD
+//! driver, as upstream advises), and the first test sets it to keep claims.
 
 mod support;
 
-use cdi_crds::{DataImportCron, DataSource, DataVolume, DataVolumePhase};
+use cdi_crds::{DataImportCron, DataSource, DataVolume, DataVolumePhase, StorageProfile};
 use cdi_testdata::registry::{Compression, RegistryConfig, RegistryServer, image, layer};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -85,23 +87,34 @@ async fn imports(client: &Client, ns: &str, name: &str) -> Vec<String> {
 
 /// Waits until DataSource `ds` is Ready and points at claim `claim`.
 async fn wait_data_source(client: &Client, ns: &str, ds: &str, claim: &str) {
+    wait_data_source_on(client, ns, ds, "pvc", claim).await
+}
+
+/// Waits until DataSource `ds` is Ready and points at the `kind` (`pvc` or `snapshot`) `name`.
+async fn wait_data_source_on(client: &Client, ns: &str, ds: &str, kind: &str, name: &str) {
     let api: Api<DataSource> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("DataSource {ds} to be Ready on {claim}"), || {
-        let api = api.clone();
-        async move {
-            let d = api.get_opt(ds).await.ok()??;
-            let points = d.spec.source.pvc.as_ref().is_some_and(|p| p.name == claim);
-            let ready = d
-                .status
-                .as_ref()?
-                .conditions
-                .as_ref()?
-                .iter()
-                .any(|c| c.type_.as_str() == "Ready" && c.status.as_str() == "True");
-            let resolved = d.status.as_ref()?.source.as_ref()?.pvc.as_ref()?.name == claim;
-            (points && ready && resolved).then_some(())
-        }
-    })
+    eventually(
+        &format!("DataSource {ds} to be Ready on {kind} {name}"),
+        || {
+            let api = api.clone();
+            async move {
+                let d = api.get_opt(ds).await.ok()??;
+                let source = serde_json::to_value(&d.spec.source).ok()?;
+                let points = source[kind]["name"] == name;
+                let ready = d
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .any(|c| c.type_.as_str() == "Ready" && c.status.as_str() == "True");
+                let resolved = serde_json::to_value(d.status.as_ref()?.source.as_ref()?).ok()?
+                    [kind]["name"]
+                    == name;
+                (points && ready && resolved).then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -128,6 +141,40 @@ fn manifest_heads(registry: &RegistryServer, repository: &str) -> usize {
         .lines()
         .filter(|l| l.contains(&needle))
         .count()
+}
+
+/// Sets the CSI class's profile to keep DataImportCron imports as `format`, and waits until
+/// its status says so.
+async fn set_import_format(client: &Client, format: &str) {
+    let profiles: Api<StorageProfile> = Api::all(client.clone());
+    eventually("the CSI class's StorageProfile", || {
+        let profiles = profiles.clone();
+        async move { profiles.get_opt(CSI).await.ok()?.map(|_| ()) }
+    })
+    .await;
+    let patch = json!({"spec": {"dataImportCronSourceFormat": format}});
+    profiles
+        .patch(CSI, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("profile patched");
+    wait_import_format(client, format).await;
+}
+
+/// Waits until the CSI class's profile keeps imports as `format`.
+async fn wait_import_format(client: &Client, format: &str) {
+    let profiles: Api<StorageProfile> = Api::all(client.clone());
+    eventually(
+        &format!("the CSI profile's import format to be {format}"),
+        || {
+            let profiles = profiles.clone();
+            async move {
+                let p = profiles.get_opt(CSI).await.ok()??;
+                let f = p.status?.data_import_cron_source_format?;
+                (f.as_str() == format).then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 async fn create_secret_and_ca(client: &Client, ns: &str, registry: &RegistryServer) {
@@ -173,6 +220,7 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
         auth: true,
     });
     create_secret_and_ca(&client, &ns, &registry).await;
+    set_import_format(&client, "pvc").await;
     let crons: Api<DataImportCron> = Api::namespaced(client.clone(), &ns);
     let dvs: Api<DataVolume> = Api::namespaced(client.clone(), &ns);
     let sources: Api<DataSource> = Api::namespaced(client.clone(), &ns);
@@ -340,6 +388,139 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
             let gone = crons.get_opt("cirros-cron").await.ok()?.is_none()
                 && sources.get_opt("cirros").await.ok()?.is_none()
                 && imports(&client, &ns, "cirros-cron").await.is_empty();
+            gone.then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_snapshot_storage_each_import_is_kept_as_a_snapshot() {
+    let Some(env) = env_with_csi().await else {
+        return;
+    };
+    let _controller = start_controller_with_args(
+        &env,
+        "cdi-controller-dic-snap",
+        &["--dataimportcron-poll-interval", "2"],
+    );
+    let ns = env
+        .cluster
+        .create_namespace("golden-snap")
+        .await
+        .expect("namespace");
+    let client = env.client.clone();
+    let registry = RegistryServer::start(RegistryConfig {
+        tls: true,
+        auth: true,
+    });
+    create_secret_and_ca(&client, &ns, &registry).await;
+    // The stand-in plays a Ceph RBD driver with a snapshot class: snapshots advised.
+    wait_import_format(&client, "snapshot").await;
+    let crons: Api<DataImportCron> = Api::namespaced(client.clone(), &ns);
+    let dvs: Api<DataVolume> = Api::namespaced(client.clone(), &ns);
+    let sources: Api<DataSource> = Api::namespaced(client.clone(), &ns);
+    let snapshots: Api<DynamicObject> =
+        cdi_testenv::kubelet::snapshot::volume_snapshots(&client, &ns);
+    let labelled = |cron: &str| ListParams::default().labels(&format!("{CRON_LABEL}={cron}"));
+
+    let d1 = push(&registry, "disks/fedora", "latest", 1);
+    let url = format!("docker://{}/disks/fedora:latest", registry.host());
+    crons
+        .create(
+            &PostParams::default(),
+            &cron(
+                "fedora-cron",
+                "fedora",
+                &url,
+                json!({"importsToKeep": 1, "retentionPolicy": "None"}),
+            ),
+        )
+        .await
+        .expect("cron");
+
+    // The import becomes a snapshot; its DataVolume (and claim) go; the DataSource is on it.
+    let first = import_name("fedora", &d1);
+    wait_data_source_on(&client, &ns, "fedora", "snapshot", &first).await;
+    eventually("the first import's DataVolume to be dropped", || {
+        let dvs = dvs.clone();
+        let first = first.clone();
+        async move { dvs.get_opt(&first).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let up = eventually("the cron to be UpToDate on a snapshot", || {
+        let crons = crons.clone();
+        async move {
+            let c = crons.get("fedora-cron").await.ok()?;
+            (condition(&c, "UpToDate")? == ("True".into(), "UpToDate".into())).then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(
+        up.status
+            .and_then(|s| s.source_format)
+            .map(|f| f.as_str().to_owned())
+            .as_deref(),
+        Some("snapshot")
+    );
+
+    // A VM's disk restores the snapshot.
+    create(
+        &dvs,
+        &data_volume(
+            "vm-disk",
+            json!({"sourceRef": {"kind": "DataSource", "name": "fedora"},
+                   "storage": {"storageClassName": CSI, "volumeMode": "Filesystem",
+                               "accessModes": ["ReadWriteOnce"]}}),
+        ),
+    )
+    .await;
+    wait_phase(&dvs, "vm-disk", DataVolumePhase::Succeeded).await;
+    let restored = disk_image(&env, &ns, "vm-disk").await.expect("local image");
+    assert!(
+        std::fs::read(restored)
+            .expect("image")
+            .starts_with(&disk(1)),
+        "the restore differs from version 1"
+    );
+
+    // The tag moves: a new snapshot, the DataSource on it, the old snapshot collected.
+    let d2 = push(&registry, "disks/fedora", "latest", 2);
+    let second = import_name("fedora", &d2);
+    wait_data_source_on(&client, &ns, "fedora", "snapshot", &second).await;
+    eventually("the old snapshot to be collected (importsToKeep 1)", || {
+        let (snapshots, second, labels) =
+            (snapshots.clone(), second.clone(), labelled("fedora-cron"));
+        async move {
+            let names: Vec<String> = snapshots
+                .list(&labels)
+                .await
+                .ok()?
+                .items
+                .iter()
+                .map(|s| s.name_any())
+                .collect();
+            (names == [second]).then_some(())
+        }
+    })
+    .await;
+
+    // retentionPolicy None: the snapshots and the DataSource go with the cron.
+    crons
+        .delete("fedora-cron", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the cron's snapshots and DataSource to be gone", || {
+        let (crons, sources, snapshots, labels) = (
+            crons.clone(),
+            sources.clone(),
+            snapshots.clone(),
+            labelled("fedora-cron"),
+        );
+        async move {
+            let gone = crons.get_opt("fedora-cron").await.ok()?.is_none()
+                && sources.get_opt("fedora").await.ok()?.is_none()
+                && snapshots.list(&labels).await.ok()?.items.is_empty();
             gone.then_some(())
         }
     })
