@@ -204,11 +204,9 @@ pub async fn reconcile_cron(
             )
             .await?;
     }
-    let outdated = ctx
-        .metrics
-        .dataimportcron_outdated
-        .get_or_create(&outdated_labels(&cron));
-    outdated.set(i64::from(decision.outdated()));
+    // Pending: waiting for a default storage class (upstream's alert leaves those out).
+    let outdated = decision.outdated();
+    set_outdated(ctx, &cron, outdated, outdated && !storage.class_known);
     if let Some(e) = poll_error {
         return Err(Error::SourcePoll {
             cron: object_key(&cron),
@@ -439,6 +437,8 @@ async fn observe_import(
 /// Where the cron's imports go: their StorageClass's profile says whether they are kept as
 /// claims or snapshots (`dataImportCronSourceFormat`), and with which snapshot class.
 struct StorageFacts {
+    /// The template names a class, or there is a default one.
+    class_known: bool,
     format: DataImportCronSourceFormat,
     snapshot_class: Option<String>,
     volume_mode: Option<String>,
@@ -459,11 +459,13 @@ impl StorageFacts {
             };
             view.default_class().and_then(|c| c.metadata.name.clone())
         });
+        let class_known = class.is_some();
         let status = class
             .and_then(|c| ctx.stores.storage_profile(&c))
             .and_then(|p| p.status.clone())
             .unwrap_or_default();
         StorageFacts {
+            class_known,
             format: status
                 .data_import_cron_source_format
                 .unwrap_or(DataImportCronSourceFormat::Pvc),
@@ -704,9 +706,7 @@ async fn finalize(
     ns: &str,
     crons: &Api<DataImportCron>,
 ) -> Result<Action, Error> {
-    ctx.metrics
-        .dataimportcron_outdated
-        .remove(&outdated_labels(cron));
+    clear_outdated(ctx, cron);
     if !cron.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -781,11 +781,30 @@ where
         .map(|_| ())
 }
 
-fn outdated_labels(cron: &DataImportCron) -> CronOutdatedLabels {
-    CronOutdatedLabels {
+/// `kubevirt_cdi_dataimportcron_outdated` of `cron`: one series, labelled `pending` as upstream.
+fn set_outdated(ctx: &Context, cron: &DataImportCron, outdated: bool, pending: bool) {
+    let labels = |pending: bool| CronOutdatedLabels {
         namespace: cron.namespace().unwrap_or_default(),
         cron_name: cron.name_any(),
-        pending: "false".into(),
+        pending: pending.to_string(),
+    };
+    let family = &ctx.metrics.dataimportcron_outdated;
+    family.remove(&labels(!pending));
+    family
+        .get_or_create(&labels(pending))
+        .set(i64::from(outdated));
+}
+
+/// Drops `cron`'s outdated series (a deleted cron no longer alerts).
+fn clear_outdated(ctx: &Context, cron: &DataImportCron) {
+    for pending in [false, true] {
+        ctx.metrics
+            .dataimportcron_outdated
+            .remove(&CronOutdatedLabels {
+                namespace: cron.namespace().unwrap_or_default(),
+                cron_name: cron.name_any(),
+                pending: pending.to_string(),
+            });
     }
 }
 
