@@ -361,3 +361,79 @@ async fn deleting_with_retention_all_keeps_everything() {
     assert!(!calls.iter().any(|c| c.starts_with("DELETE")), "{calls:?}");
     assert_eq!(calls, [format!("PATCH {CRON}")]);
 }
+
+/// Storage whose default class keeps DataImportCron imports as snapshots of class `snapclass`.
+fn snapshot_storage() -> crate::datavolume::plan::StorageView {
+    let mut view = crate::fixtures::storage();
+    let mut profile = crate::fixtures::profile("local", cdi_crds::VolumeMode::Filesystem);
+    if let Some(status) = profile.status.as_mut() {
+        status.data_import_cron_source_format =
+            Some(cdi_crds::DataImportCronSourceFormat::Snapshot);
+        status.snapshot_class = Some("snapclass".into());
+    }
+    view.profiles = vec![std::sync::Arc::new(profile)];
+    view
+}
+
+const SNAPS: &str = "/apis/snapshot.storage.k8s.io/v1/namespaces/golden/volumesnapshots";
+
+#[tokio::test]
+async fn on_snapshot_storage_a_finished_import_is_snapshotted_then_its_data_volume_dropped() {
+    let c = cron(
+        json!({}),
+        json!({"cdi.kubevirt.io/storage.import.sourceDesiredDigest": D1}),
+        json!({"currentImports": [{"DataVolumeName": N1, "Digest": D1}]}),
+    );
+    // The import just succeeded: its snapshot is made, in the profile's snapshot class.
+    let mut objects = BTreeMap::from([
+        (format!("{DVS}/{N1}"), dv(N1, "Succeeded", "t")),
+        (DVS.to_owned(), list(vec![])),
+        (CRON.to_owned(), serde_json::to_value(&c).expect("cron")),
+    ]);
+    let (ctx, api) =
+        crate::fixtures::mock_context_with_storage(objects.clone(), snapshot_storage());
+    reconcile_cron(&c, &state(ctx), now())
+        .await
+        .expect("reconciles");
+    let snapshot = api.body("POST", "/volumesnapshots").expect("a snapshot");
+    assert_eq!(snapshot["metadata"]["name"], N1);
+    assert_eq!(
+        snapshot["spec"],
+        json!({"source": {"persistentVolumeClaimName": N1},
+               "volumeSnapshotClassName": "snapclass"})
+    );
+    assert!(!api.calls().contains(&format!("DELETE {DVS}/{N1}")));
+    let waiting = status_patch(&api);
+    assert_eq!(
+        condition(&waiting, "UpToDate")["reason"],
+        "ImportProgressing"
+    );
+    assert_eq!(waiting["status"]["sourceFormat"], "snapshot");
+    let ds = api.body("POST", "/datasources").expect("the DataSource");
+    assert_eq!(
+        ds["spec"]["source"],
+        json!({"snapshot": {"namespace": "golden", "name": N1}})
+    );
+
+    // Once the snapshot is ready, the DataVolume goes and the cron is up to date.
+    objects.insert(
+        format!("{SNAPS}/{N1}"),
+        json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+               "metadata": {"name": N1, "namespace": "golden"},
+               "spec": {}, "status": {"readyToUse": true}}),
+    );
+    let (ctx, api) = crate::fixtures::mock_context_with_storage(objects, snapshot_storage());
+    reconcile_cron(&c, &state(ctx), now())
+        .await
+        .expect("reconciles");
+    assert!(
+        api.calls().contains(&format!("DELETE {DVS}/{N1}")),
+        "{:?}",
+        api.calls()
+    );
+    assert!(api.body("POST", "/volumesnapshots").is_none());
+    assert_eq!(
+        condition(&status_patch(&api), "UpToDate")["reason"],
+        "UpToDate"
+    );
+}
