@@ -1,10 +1,10 @@
 //! Golden-image pipelines end to end on the test control plane: DataImportCrons polling a
 //! local registry (Debian's `docker-registry`, over TLS with a password) whose tag the test
-//! moves. The controller runs with `--dataimportcron-poll-interval 2`, so a cron with a
-//! schedule polls every 2 s instead of on its minutes. Claims are on the CSI stand-in's class,
-//! so a DataVolume with `sourceRef` to the managed DataSource is a CSI clone (from a claim) or
-//! a restore (from a snapshot): the class's profile keeps imports as snapshots (a Ceph RBD
-//! driver, as upstream advises), and the first test sets it to keep claims.
+//! moves. The controller runs under the shipped RBAC with `--dataimportcron-poll-interval 2`,
+//! so a cron with a schedule polls every 2 s instead of on its minutes. Claims are on the CSI
+//! stand-in's class, so a DataVolume with `sourceRef` to the managed DataSource is a CSI clone
+//! (from a claim) or a restore (from a snapshot): the class's profile keeps imports as
+//! snapshots (a Ceph RBD driver, as upstream advises), and the first test sets it to claims.
 
 mod support;
 
@@ -177,6 +177,19 @@ async fn wait_import_format(client: &Client, format: &str) {
     .await;
 }
 
+/// The controller under exactly the RBAC we ship (`deploy/rbac.yaml`, as `cdi-sa`), polling
+/// every 2 s.
+async fn start_under_rbac(env: &Env, name: &str) -> ControllerProcess {
+    apply_rbac(env).await;
+    let kubeconfig = service_account_kubeconfig(env, "cdi-sa").await;
+    start_controller_process(
+        env,
+        name,
+        &kubeconfig,
+        &["--dataimportcron-poll-interval", "2"],
+    )
+}
+
 async fn create_secret_and_ca(client: &Client, ns: &str, registry: &RegistryServer) {
     let (user, password) = registry.credentials.clone().expect("credentials");
     let secret: Secret = serde_json::from_value(json!({
@@ -204,11 +217,7 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
     let Some(env) = env_with_csi().await else {
         return;
     };
-    let _controller = start_controller_with_args(
-        &env,
-        "cdi-controller-dic",
-        &["--dataimportcron-poll-interval", "2"],
-    );
+    let _controller = start_under_rbac(&env, "cdi-controller-dic").await;
     let ns = env
         .cluster
         .create_namespace("golden")
@@ -399,11 +408,7 @@ async fn on_snapshot_storage_each_import_is_kept_as_a_snapshot() {
     let Some(env) = env_with_csi().await else {
         return;
     };
-    let _controller = start_controller_with_args(
-        &env,
-        "cdi-controller-dic-snap",
-        &["--dataimportcron-poll-interval", "2"],
-    );
+    let _controller = start_under_rbac(&env, "cdi-controller-dic-snap").await;
     let ns = env
         .cluster
         .create_namespace("golden-snap")

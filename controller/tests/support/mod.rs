@@ -468,13 +468,8 @@ pub async fn wait_ready(what: &str, client: &reqwest::Client, url: String) {
     .await;
 }
 
-/// The controller as a process with `extra` flags after the usual ones (e.g. the test-only
-/// `--dataimportcron-poll-interval`).
-pub fn start_controller_with_args(env: &Env, name: &str, extra: &[&str]) -> ControllerProcess {
-    start_controller_process(env, name, env.cluster.kubeconfig(), extra)
-}
-
-/// The controller as a process of `kubeconfig`'s identity, with `extra` flags.
+/// The controller as a process of `kubeconfig`'s identity, with `extra` flags after the usual
+/// ones (e.g. the test-only `--dataimportcron-poll-interval`).
 pub fn start_controller_process(
     env: &Env,
     name: &str,
