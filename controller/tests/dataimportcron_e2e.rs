@@ -212,32 +212,97 @@ async fn create_secret_and_ca(client: &Client, ns: &str, registry: &RegistryServ
         .expect("CA created");
 }
 
+/// What each test runs against: the CSI stand-in's cluster, the controller (shipped RBAC), a
+/// namespace with the registry's login Secret and CA ConfigMap, and the registry.
+struct Stage {
+    env: Env,
+    _controller: ControllerProcess,
+    client: Client,
+    ns: String,
+    registry: RegistryServer,
+    crons: Api<DataImportCron>,
+    dvs: Api<DataVolume>,
+    sources: Api<DataSource>,
+}
+
+impl Stage {
+    /// `None` on a remote cluster (no CSI stand-in there).
+    async fn start(namespace: &str) -> Option<Stage> {
+        let env = env_with_csi().await?;
+        let controller = start_under_rbac(&env, &format!("cdi-controller-{namespace}")).await;
+        let ns = env
+            .cluster
+            .create_namespace(namespace)
+            .await
+            .expect("namespace");
+        let client = env.client.clone();
+        let registry = RegistryServer::start(RegistryConfig {
+            tls: true,
+            auth: true,
+        });
+        create_secret_and_ca(&client, &ns, &registry).await;
+        Some(Stage {
+            crons: Api::namespaced(client.clone(), &ns),
+            dvs: Api::namespaced(client.clone(), &ns),
+            sources: Api::namespaced(client.clone(), &ns),
+            env,
+            _controller: controller,
+            client,
+            ns,
+            registry,
+        })
+    }
+}
+
+/// Waits until cron `name` is UpToDate; returns it.
+async fn wait_up_to_date(crons: &Api<DataImportCron>, name: &str) -> DataImportCron {
+    eventually(&format!("{name} to be UpToDate"), || {
+        let crons = crons.clone();
+        async move {
+            let c = crons.get(name).await.ok()?;
+            (condition(&c, "UpToDate")? == ("True".into(), "UpToDate".into())).then_some(c)
+        }
+    })
+    .await
+}
+
+/// Creates DataVolume `name` cloning DataSource `ds` onto the CSI class, and waits for it.
+async fn clone_data_source(dvs: &Api<DataVolume>, name: &str, ds: &str) {
+    create(
+        dvs,
+        &data_volume(
+            name,
+            json!({"sourceRef": {"kind": "DataSource", "name": ds},
+                   "storage": {"storageClassName": CSI, "volumeMode": "Filesystem",
+                               "accessModes": ["ReadWriteOnce"]}}),
+        ),
+    )
+    .await;
+    wait_phase(dvs, name, DataVolumePhase::Succeeded).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
-    let Some(env) = env_with_csi().await else {
+    let Some(stage) = Stage::start("golden").await else {
         return;
     };
-    let _controller = start_under_rbac(&env, "cdi-controller-dic").await;
-    let ns = env
-        .cluster
-        .create_namespace("golden")
-        .await
-        .expect("namespace");
-    let client = env.client.clone();
-    let registry = RegistryServer::start(RegistryConfig {
-        tls: true,
-        auth: true,
-    });
-    create_secret_and_ca(&client, &ns, &registry).await;
-    set_import_format(&client, "pvc").await;
-    let crons: Api<DataImportCron> = Api::namespaced(client.clone(), &ns);
-    let dvs: Api<DataVolume> = Api::namespaced(client.clone(), &ns);
-    let sources: Api<DataSource> = Api::namespaced(client.clone(), &ns);
+    set_import_format(&stage.client, "pvc").await;
+    let Stage {
+        env,
+        client,
+        ns,
+        registry,
+        crons,
+        dvs,
+        sources,
+        ..
+    } = &stage;
+    let (client, ns) = (client.clone(), ns.clone());
 
     // Version 1, and two crons: fedora (kept on deletion, two imports kept) and cirros
     // (another repository, deleted with its imports).
-    let d1 = push(&registry, "disks/fedora", "latest", 1);
-    let c1 = push(&registry, "disks/cirros", "1", 11);
+    let d1 = push(registry, "disks/fedora", "latest", 1);
+    let c1 = push(registry, "disks/cirros", "1", 11);
     let url = format!("docker://{}/disks/fedora:latest", registry.host());
     crons
         .create(
@@ -262,7 +327,7 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
 
     // First import: the DataVolume named from the digest, pinned to it; the DataSource on it.
     let first = import_name("fedora", &d1);
-    let dv = wait_phase(&dvs, &first, DataVolumePhase::Succeeded).await;
+    let dv = wait_phase(dvs, &first, DataVolumePhase::Succeeded).await;
     let pinned = dv
         .spec
         .source
@@ -275,19 +340,12 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
     );
     wait_data_source(&client, &ns, "fedora", &first).await;
     assert!(
-        disk_image(&env, &ns, &first)
+        disk_image(env, &ns, &first)
             .await
             .map(|p| std::fs::read(p).expect("image"))
             .is_some_and(|b| b.starts_with(&disk(1)))
     );
-    let up = eventually("fedora-cron to be UpToDate", || {
-        let crons = crons.clone();
-        async move {
-            let c = crons.get("fedora-cron").await.ok()?;
-            (condition(&c, "UpToDate")? == ("True".into(), "UpToDate".into())).then_some(c)
-        }
-    })
-    .await;
+    let up = wait_up_to_date(crons, "fedora-cron").await;
     let status = up.status.clone().expect("status");
     assert_eq!(
         status.last_imported_pvc.map(|p| p.name).as_deref(),
@@ -298,7 +356,7 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
     // Unchanged: polls go on (lastExecutionTimestamp moves), one manifest HEAD each, nothing
     // is imported again.
     let polled_at = status.last_execution_timestamp.clone().expect("polled");
-    let heads_before = manifest_heads(&registry, "disks/fedora");
+    let heads_before = manifest_heads(registry, "disks/fedora");
     eventually("three more polls", || {
         let crons = crons.clone();
         let polled_at = polled_at.clone();
@@ -309,7 +367,7 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
         }
     })
     .await;
-    let heads = manifest_heads(&registry, "disks/fedora") - heads_before;
+    let heads = manifest_heads(registry, "disks/fedora") - heads_before;
     assert!(
         (3..=5).contains(&heads),
         "one manifest HEAD per poll, about 3 polls in 6 s: {heads}"
@@ -320,15 +378,15 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
     );
 
     // The tag moves: a new import, and the DataSource follows once it succeeded.
-    let d2 = push(&registry, "disks/fedora", "latest", 2);
+    let d2 = push(registry, "disks/fedora", "latest", 2);
     let second = import_name("fedora", &d2);
-    wait_phase(&dvs, &second, DataVolumePhase::Succeeded).await;
+    wait_phase(dvs, &second, DataVolumePhase::Succeeded).await;
     wait_data_source(&client, &ns, "fedora", &second).await;
 
     // Once more: three imports made, two kept (the oldest goes).
-    let d3 = push(&registry, "disks/fedora", "latest", 3);
+    let d3 = push(registry, "disks/fedora", "latest", 3);
     let third = import_name("fedora", &d3);
-    wait_phase(&dvs, &third, DataVolumePhase::Succeeded).await;
+    wait_phase(dvs, &third, DataVolumePhase::Succeeded).await;
     wait_data_source(&client, &ns, "fedora", &third).await;
     let mut kept = vec![second.clone(), third.clone()];
     kept.sort();
@@ -339,17 +397,7 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
     .await;
 
     // A VM's disk clones the golden image through the DataSource.
-    create(
-        &dvs,
-        &data_volume(
-            "vm-disk",
-            json!({"sourceRef": {"kind": "DataSource", "name": "fedora"},
-                   "storage": {"storageClassName": CSI, "volumeMode": "Filesystem",
-                               "accessModes": ["ReadWriteOnce"]}}),
-        ),
-    )
-    .await;
-    wait_phase(&dvs, "vm-disk", DataVolumePhase::Succeeded).await;
+    clone_data_source(dvs, "vm-disk", "fedora").await;
     let read = |name: String| {
         let env = &env;
         let ns = ns.clone();
@@ -384,7 +432,7 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
 
     // Deleting one that retains nothing: its imports and DataSource go with it.
     let cirros = import_name("cirros", &c1);
-    wait_phase(&dvs, &cirros, DataVolumePhase::Succeeded).await;
+    wait_phase(dvs, &cirros, DataVolumePhase::Succeeded).await;
     wait_data_source(&client, &ns, "cirros", &cirros).await;
     crons
         .delete("cirros-cron", &DeleteParams::default())
@@ -405,31 +453,27 @@ async fn a_cron_imports_each_new_digest_once_and_its_data_source_follows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_snapshot_storage_each_import_is_kept_as_a_snapshot() {
-    let Some(env) = env_with_csi().await else {
+    let Some(stage) = Stage::start("golden-snap").await else {
         return;
     };
-    let _controller = start_under_rbac(&env, "cdi-controller-dic-snap").await;
-    let ns = env
-        .cluster
-        .create_namespace("golden-snap")
-        .await
-        .expect("namespace");
-    let client = env.client.clone();
-    let registry = RegistryServer::start(RegistryConfig {
-        tls: true,
-        auth: true,
-    });
-    create_secret_and_ca(&client, &ns, &registry).await;
     // The stand-in plays a Ceph RBD driver with a snapshot class: snapshots advised.
-    wait_import_format(&client, "snapshot").await;
-    let crons: Api<DataImportCron> = Api::namespaced(client.clone(), &ns);
-    let dvs: Api<DataVolume> = Api::namespaced(client.clone(), &ns);
-    let sources: Api<DataSource> = Api::namespaced(client.clone(), &ns);
+    wait_import_format(&stage.client, "snapshot").await;
+    let Stage {
+        env,
+        client,
+        ns,
+        registry,
+        crons,
+        dvs,
+        sources,
+        ..
+    } = &stage;
+    let (client, ns) = (client.clone(), ns.clone());
     let snapshots: Api<DynamicObject> =
         cdi_testenv::kubelet::snapshot::volume_snapshots(&client, &ns);
     let labelled = |cron: &str| ListParams::default().labels(&format!("{CRON_LABEL}={cron}"));
 
-    let d1 = push(&registry, "disks/fedora", "latest", 1);
+    let d1 = push(registry, "disks/fedora", "latest", 1);
     let url = format!("docker://{}/disks/fedora:latest", registry.host());
     crons
         .create(
@@ -453,14 +497,7 @@ async fn on_snapshot_storage_each_import_is_kept_as_a_snapshot() {
         async move { dvs.get_opt(&first).await.ok()?.is_none().then_some(()) }
     })
     .await;
-    let up = eventually("the cron to be UpToDate on a snapshot", || {
-        let crons = crons.clone();
-        async move {
-            let c = crons.get("fedora-cron").await.ok()?;
-            (condition(&c, "UpToDate")? == ("True".into(), "UpToDate".into())).then_some(c)
-        }
-    })
-    .await;
+    let up = wait_up_to_date(crons, "fedora-cron").await;
     assert_eq!(
         up.status
             .and_then(|s| s.source_format)
@@ -470,18 +507,8 @@ async fn on_snapshot_storage_each_import_is_kept_as_a_snapshot() {
     );
 
     // A VM's disk restores the snapshot.
-    create(
-        &dvs,
-        &data_volume(
-            "vm-disk",
-            json!({"sourceRef": {"kind": "DataSource", "name": "fedora"},
-                   "storage": {"storageClassName": CSI, "volumeMode": "Filesystem",
-                               "accessModes": ["ReadWriteOnce"]}}),
-        ),
-    )
-    .await;
-    wait_phase(&dvs, "vm-disk", DataVolumePhase::Succeeded).await;
-    let restored = disk_image(&env, &ns, "vm-disk").await.expect("local image");
+    clone_data_source(dvs, "vm-disk", "fedora").await;
+    let restored = disk_image(env, &ns, "vm-disk").await.expect("local image");
     assert!(
         std::fs::read(restored)
             .expect("image")
@@ -490,7 +517,7 @@ async fn on_snapshot_storage_each_import_is_kept_as_a_snapshot() {
     );
 
     // The tag moves: a new snapshot, the DataSource on it, the old snapshot collected.
-    let d2 = push(&registry, "disks/fedora", "latest", 2);
+    let d2 = push(registry, "disks/fedora", "latest", 2);
     let second = import_name("fedora", &d2);
     wait_data_source_on(&client, &ns, "fedora", "snapshot", &second).await;
     eventually("the old snapshot to be collected (importsToKeep 1)", || {
