@@ -53,7 +53,6 @@ CDI_IMPORTER=${CDI_IMPORTER:-$ROOT/target/release/cdi-importer}
 rm -rf "$WORK"
 mkdir -p "$WORK"/{nginx,pod/data,pod/dev,pod/certs}
 : >"$LOG"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 HTTPS_PORT=$(free_port)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \

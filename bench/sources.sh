@@ -43,7 +43,6 @@ sum_of() { awk -v f="$1" '$2 == f || $2 == "*" f { print $1; exit }' "$CORPUS/SH
 rm -rf "$WORK"
 mkdir -p "$WORK"/{nginx,registry,scratch}
 : >"$LOG"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -73,18 +73,10 @@ done
 rm -rf "$WORK"
 mkdir -p "$WORK"/{env,nginx,pod/data,pod/dev,pod/etc/tls}
 : >"$LOG"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
 ENV_PID='' PROXY_PID='' SERVER_PID=''
-stop_pid() {
-  if [[ -n $1 ]] && kill "$1" 2>/dev/null; then wait "$1" 2>/dev/null || true; fi
-}
 # The upload server runs under GNU time: stop the server (time's child), then time.
 stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  local child
-  for child in $(pgrep -P "$SERVER_PID" || true); do kill "$child" 2>/dev/null || true; done
-  stop_pid "$SERVER_PID"
+  stop_timed "$SERVER_PID"
   SERVER_PID=''
 }
 stop_nginx() {
@@ -93,7 +85,7 @@ stop_nginx() {
 OURS_OUT=$OUT/ours.raw
 IMAGE=$WORK/pod/data/disk.img
 clean_outputs() { rm -f "$OURS_OUT" "$OUT/.ours.raw.cdi-partial" "$WORK/pod/data/"* "$WORK/pod/data/".disk.img* "$WORK/pod/dev/termination-log"; }
-cleanup() { stop_server; stop_pid "$PROXY_PID"; stop_pid "$ENV_PID"; stop_nginx; clean_outputs; rm -f "$OUT/.time"; }
+cleanup() { stop_server; stop_timed "$PROXY_PID"; stop_timed "$ENV_PID"; stop_nginx; clean_outputs; rm -f "$OUT/.time"; }
 trap cleanup EXIT
 
 UPLOAD_PORT=$(free_port)
@@ -173,14 +165,7 @@ start_server() {
     LISTEN_PORT="$UPLOAD_PORT" UPLOAD_IMAGE_SIZE="$VIRT_BYTES" FILESYSTEM_OVERHEAD=0 \
     OWNER_UID=bench "$CDI_UPLOADSERVER" </dev/null 2>>"$LOG" &
   SERVER_PID=$!
-  local i
-  for ((i = 0; i < 2000; i++)); do
-    listening "$UPLOAD_PORT" && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.01
-  done
-  say "cdi-uploadserver did not listen on $UPLOAD_PORT; see $LOG"
-  return 1
+  await_listening "$UPLOAD_PORT" "$SERVER_PID" || { say "cdi-uploadserver did not listen on $UPLOAD_PORT; see $LOG"; return 1; }
 }
 
 # ------------------------------------------------------------------------------- run

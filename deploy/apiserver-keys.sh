@@ -8,6 +8,9 @@
 #   Secret    cdi/cdi-apiserver-server-cert  tls.crt, tls.key,   serving cert for cdi-api.cdi.svc,
 #                                            ca.crt              and the CA that signed it
 #   APIService v1beta1.upload.cdi.kubevirt.io spec.caBundle = that CA
+#   MutatingWebhookConfiguration cdi-api-datavolume-mutate,
+#   ValidatingWebhookConfiguration cdi-api-datavolume-validate  webhooks[0].clientConfig.caBundle
+#                                                                = that CA
 #
 # Needs openssl and kubectl. To rotate the signing key, delete the Secret and run this again
 # (tokens already issued stop validating once the proxy reads the new public key).
@@ -45,3 +48,8 @@ fi
 ca=$(kubectl -n "$NS" get secret cdi-apiserver-server-cert -o jsonpath='{.data.ca\.crt}')
 kubectl patch apiservice v1beta1.upload.cdi.kubevirt.io --type=merge \
   -p "{\"spec\":{\"caBundle\":\"$ca\"}}"
+for kind in mutatingwebhookconfiguration/cdi-api-datavolume-mutate \
+  validatingwebhookconfiguration/cdi-api-datavolume-validate; do
+  kubectl patch "$kind" --type=json \
+    -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca\"}]"
+done

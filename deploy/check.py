@@ -15,6 +15,9 @@ step with the API types; here they are only read to know which kinds exist), the
 - each Deployment runs as a ServiceAccount of rbac.yaml, has its program's env, a restricted
   security context, resources and probes on a declared port, and its Services select it;
 - each APIService is named <version>.<group> and points at a Service and port of deploy/;
+- each admission webhook points at a Service and port of deploy/ and a path cdi-apiserver
+  serves (apiserver/src/webhook/mod.rs), fails closed, has no side effects, speaks
+  AdmissionReview v1 and matches only cdi.kubevirt.io/v1beta1 datavolumes;
 - the Containerfiles copy every workspace member, build their package with --locked, and are
   tagged as the images the Deployment uses.
 
@@ -49,7 +52,11 @@ CLUSTER_SCOPED = {
     "StorageClass",
     "PersistentVolume",
     "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 }
+# Where cdi-apiserver's webhook paths are defined (`pub const …_PATH: &str = "/…";`).
+WEBHOOK_PATHS_SOURCE = ROOT / "apiserver" / "src" / "webhook" / "mod.rs"
 # Namespaces of the cluster's own that a manifest may name: bindings to the built-in Roles there.
 SYSTEM_NAMESPACES = {"kube-system"}
 # Built-in roles bindings may name: (kind, namespace of a Role, name).
@@ -79,6 +86,7 @@ IMAGES = {
     "uploadserver.Containerfile": "cdi-uploadserver",
     "apiserver.Containerfile": "cdi-apiserver",
     "uploadproxy.Containerfile": "cdi-uploadproxy",
+    "cloner.Containerfile": "cdi-cloner",
 }
 
 
@@ -463,6 +471,60 @@ def check_api_services(report: Report, docs: list[Doc]) -> None:
     report.check(f"{len(api_services)} APIService(s) name a Service and port of deploy/", problems)
 
 
+def served_webhook_paths() -> set[str]:
+    text = WEBHOOK_PATHS_SOURCE.read_text() if WEBHOOK_PATHS_SOURCE.is_file() else ""
+    return set(re.findall(r'pub const \w+_PATH: &str = "(/[^"]*)";', text))
+
+
+def check_webhooks(report: Report, docs: list[Doc]) -> None:
+    services = {(d.namespace, d.name): d for d in docs if d.kind == "Service"}
+    served = served_webhook_paths()
+    problems: list[str] = []
+    if not served:
+        problems.append(f"no webhook paths found in {rel(WEBHOOK_PATHS_SOURCE)}")
+    configs = [
+        d
+        for d in docs
+        if d.kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+    ]
+    count = 0
+    for c in configs:
+        for i, hook in enumerate(c.body.get("webhooks") or []):
+            count += 1
+            where = f"{c.where()} webhook {i} ({hook.get('name')})"
+            ref = (hook.get("clientConfig") or {}).get("service") or {}
+            svc = services.get((ref.get("namespace"), ref.get("name")))
+            if svc is None:
+                problems.append(
+                    f"{where}: Service {ref.get('namespace')}/{ref.get('name')} is not in deploy/"
+                )
+            else:
+                ports = {p.get("port") for p in (svc.body.get("spec") or {}).get("ports") or []}
+                if ref.get("port", 443) not in ports:
+                    problems.append(f"{where}: port {ref.get('port', 443)} is not one of {svc.where()}")
+            if ref.get("path") not in served:
+                problems.append(f"{where}: path {ref.get('path')!r} is not one of {sorted(served)}")
+            if hook.get("failurePolicy") != "Fail":
+                problems.append(f"{where}: failurePolicy is {hook.get('failurePolicy')!r}, not Fail")
+            if hook.get("sideEffects") != "None":
+                problems.append(f"{where}: sideEffects is {hook.get('sideEffects')!r}, not None")
+            if "v1" not in (hook.get("admissionReviewVersions") or []):
+                problems.append(f"{where}: admissionReviewVersions lacks v1")
+            for rule in hook.get("rules") or []:
+                if (
+                    rule.get("apiGroups") != ["cdi.kubevirt.io"]
+                    or rule.get("apiVersions") != ["v1beta1"]
+                    or rule.get("resources") != ["datavolumes"]
+                ):
+                    problems.append(f"{where}: a rule matches more than cdi.kubevirt.io/v1beta1 datavolumes")
+            if not hook.get("rules"):
+                problems.append(f"{where}: no rules")
+    report.check(
+        f"{count} admission webhook(s) name a Service, port and served path, fail closed",
+        problems,
+    )
+
+
 def workspace_members() -> list[str]:
     text = (ROOT / "Cargo.toml").read_text()
     try:
@@ -536,6 +598,7 @@ def main() -> int:
     check_rbac(report, docs)
     deployment = check_deployments(report, docs)
     check_api_services(report, docs)
+    check_webhooks(report, docs)
     check_containerfiles(report, deployment)
     if report.problems:
         print(f"\n{len(report.problems)} problem(s) in {report.checks} checks")

@@ -17,19 +17,33 @@ pub const VERB: &str = "create";
 
 /// The review asking whether `user` may create `uploadtokenrequests` in `namespace`.
 pub fn access_review(user: &UserInfo, namespace: &str) -> SubjectAccessReview {
+    review_for(
+        user,
+        None,
+        ResourceAttributes {
+            namespace: Some(namespace.to_owned()),
+            verb: Some(VERB.to_owned()),
+            group: Some(GROUP.to_owned()),
+            version: Some(VERSION.to_owned()),
+            resource: Some(RESOURCE.to_owned()),
+            ..ResourceAttributes::default()
+        },
+    )
+}
+
+/// The review asking whether `user` (with `uid`, when known) may do what `attributes` say.
+pub fn review_for(
+    user: &UserInfo,
+    uid: Option<&str>,
+    attributes: ResourceAttributes,
+) -> SubjectAccessReview {
     SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.username.clone()),
+            uid: uid.filter(|u| !u.is_empty()).map(str::to_owned),
             groups: Some(user.groups.clone()),
             extra: (!user.extra.is_empty()).then(|| user.extra.clone()),
-            resource_attributes: Some(ResourceAttributes {
-                namespace: Some(namespace.to_owned()),
-                verb: Some(VERB.to_owned()),
-                group: Some(GROUP.to_owned()),
-                version: Some(VERSION.to_owned()),
-                resource: Some(RESOURCE.to_owned()),
-                ..ResourceAttributes::default()
-            }),
+            resource_attributes: Some(attributes),
             ..SubjectAccessReviewSpec::default()
         },
         ..SubjectAccessReview::default()

@@ -15,6 +15,10 @@
 //!
 //! The request-header CA, allowed names and header names come from ConfigMap
 //! `kube-system/extension-apiserver-authentication`, watched and applied as it changes.
+//!
+//! The same listener serves the DataVolume admission webhooks (`webhook/`):
+//! `/datavolume-mutate` authorizes clones with SubjectAccessReviews for the requesting user and
+//! adds the clone token; `/datavolume-validate` applies `cdi_crds::validate`.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -27,6 +31,7 @@ pub mod issuer;
 pub mod serve;
 pub mod status;
 pub mod tls;
+pub mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,7 +56,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Serving certificate and key (PEM); the Service's name must be in its SANs.
     pub serving: ServingFiles,
-    /// RSA private key (PEM) that signs upload tokens.
+    /// RSA private key (PEM) that signs upload and clone tokens.
     pub signing_key: PathBuf,
     /// Kubeconfig to use instead of the in-cluster configuration (or `KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
@@ -78,9 +83,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     ));
     tokio::spawn(reload_serving(config.serving.clone(), tls.clone()));
 
+    let issuer: Arc<dyn TokenIssuer> = Arc::new(issuer);
+    let authorizer: Arc<dyn authz::Authorizer> = Arc::new(KubeAuthorizer::new(client.clone()));
+    let webhooks = webhook::MutateState {
+        issuer: issuer.clone(),
+        authorizer: authorizer.clone(),
+        data_sources: Arc::new(webhook::KubeDataSources::new(client)),
+    };
     let state = AppState {
-        issuer: Arc::new(issuer),
-        authorizer: Arc::new(KubeAuthorizer::new(client)),
+        issuer,
+        authorizer,
         auth_config: auth_rx,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -89,8 +101,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             addr: config.listen,
             source,
         })?;
-    tracing::info!(addr = %config.listen, "Serving upload.cdi.kubevirt.io/v1beta1.");
-    serve::serve(listener, tls, app(state), shutdown).await;
+    tracing::info!(
+        addr = %config.listen,
+        "Serving upload.cdi.kubevirt.io/v1beta1 and the DataVolume webhooks."
+    );
+    let router = app(state).merge(webhook::router(webhooks));
+    serve::serve(listener, tls, router, shutdown).await;
     Ok(())
 }
 

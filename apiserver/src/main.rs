@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-/// Serves upload.cdi.kubevirt.io/v1beta1 UploadTokenRequests as an aggregated API server.
+/// Serves upload.cdi.kubevirt.io/v1beta1 UploadTokenRequests as an aggregated API server, and
+/// the DataVolume admission webhooks (/datavolume-mutate, /datavolume-validate).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -21,8 +22,8 @@ struct Args {
     /// Private key of the serving certificate (PEM).
     #[arg(long, env = "TLS_KEY_FILE")]
     tls_key_file: PathBuf,
-    /// RSA private key (PEM, PKCS#1 or PKCS#8) that signs upload tokens: key id_rsa of Secret
-    /// cdi-api-signing-key.
+    /// RSA private key (PEM, PKCS#1 or PKCS#8) that signs upload and clone tokens: key id_rsa
+    /// of Secret cdi-api-signing-key.
     #[arg(long, env = "SIGNING_KEY_FILE")]
     signing_key: PathBuf,
     /// Kubeconfig to use instead of the in-cluster service account.

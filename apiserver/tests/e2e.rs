@@ -16,15 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cdi_apiserver::discovery::{GROUP, VERSION};
-use cdi_crds::UploadTokenRequest;
+use cdi_crds::{DataVolume, UploadTokenRequest};
 use cdi_testenv::TestCluster;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Client, ResourceExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::Ca;
@@ -97,7 +97,12 @@ async fn env() -> Option<Env> {
     let key_file = dir.path().join("id_rsa");
     std::fs::write(&key_file, signing.serialize_pem()).expect("write key");
     let serving_ca = Ca::new("cdi-apiserver-signer");
-    let serving = serving_ca.server(&[&cdi_testenv::aggregation::server_name(GROUP), "localhost"]);
+    // 127.0.0.1: the webhooks are registered by URL (testenv::webhooks).
+    let serving = serving_ca.server(&[
+        &cdi_testenv::aggregation::server_name(GROUP),
+        "localhost",
+        "127.0.0.1",
+    ]);
     let (cert_file, tls_key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert_file, &serving.cert_pem).expect("write cert");
     std::fs::write(&tls_key_file, &serving.key_pem).expect("write key");
@@ -233,15 +238,15 @@ fn user_binding(namespace: &str, name: &str, user: &str, role: RoleRef) -> RoleB
 const SERVICE_ACCOUNT: &str = "cdi-apiserver";
 
 /// Creates cdi-apiserver's part of `deploy/rbac.yaml`: its ServiceAccount (in `namespace`
-/// instead of `cdi`), the bindings naming it, and the ClusterRoles aggregated into `admin` and
-/// `edit`.
+/// instead of `cdi`), the bindings naming it, its own ClusterRole, and the ClusterRoles
+/// aggregated into `admin` and `edit`.
 async fn apply_apiserver_rbac(client: &Client, namespace: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
     let text = std::fs::read_to_string(&path).expect("deploy/rbac.yaml");
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(&text).expect("parses");
     let pp = PostParams::default();
-    let (mut bindings, mut aggregated) = (0, 0);
+    let (mut bindings, mut cluster_roles) = (0, 0);
     for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
         let names_us = doc["subjects"]
             .as_array()
@@ -285,21 +290,21 @@ async fn apply_apiserver_rbac(client: &Client, namespace: &str) {
                     .expect("binding");
                 bindings += 1;
             }
-            "ClusterRole" if aggregates => {
+            "ClusterRole" if aggregates || doc["metadata"]["name"] == SERVICE_ACCOUNT => {
                 let role: ClusterRole = serde_json::from_value(doc).expect("ClusterRole");
                 Api::<ClusterRole>::all(c)
                     .create(&pp, &role)
                     .await
                     .expect("ClusterRole");
-                aggregated += 1;
+                cluster_roles += 1;
             }
             _ => {}
         }
     }
     assert_eq!(
-        (bindings, aggregated),
-        (2, 2),
-        "cdi-apiserver's RBAC in deploy/rbac.yaml"
+        (bindings, cluster_roles),
+        (3, 3),
+        "cdi-apiserver's RBAC in deploy/rbac.yaml (its own ClusterRole and the two aggregated)"
     );
 }
 
@@ -486,4 +491,258 @@ async fn rbac_decides_who_gets_a_token() {
         let body = response.text().await.unwrap_or_default();
         assert_eq!(code, expected, "{user}: {body}");
     }
+}
+
+/// The DataVolume webhooks of `deploy/webhooks/datavolumes.yaml`, pointed at the server, with
+/// the CRDs installed; returns once kube-apiserver calls both (probed with dry-run creates).
+async fn register_webhooks(env: &Env) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Err(e) = cdi_testenv::crds::apply_dir(&env.client, &root.join("deploy/crds")).await {
+        panic!("{e}");
+    }
+    let manifests = std::fs::read_to_string(root.join("deploy/webhooks/datavolumes.yaml"))
+        .expect("deploy/webhooks/datavolumes.yaml");
+    let names =
+        cdi_testenv::webhooks::apply_local(&env.client, &manifests, env.port, &env.serving_ca.pem)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let api: Api<DataVolume> = Api::namespaced(env.client.clone(), &env.namespace);
+    eventually("the mutating webhook to add clone tokens", || async {
+        let clone = data_volume("probe", clone_spec(&env.namespace, "disk"));
+        let created = api.create(&dry_run, &clone).await.ok()?;
+        created.annotations().get(TOKEN_ANNOTATION).map(drop)
+    })
+    .await;
+    eventually(
+        "the validating webhook to refuse a small DataVolume",
+        || async {
+            let small = data_volume("probe", blank_spec("512Ki"));
+            match api.create(&dry_run, &small).await {
+                Err(kube::Error::Api(s)) if s.message.contains("at least 1Mi") => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+}
+
+const TOKEN_ANNOTATION: &str = cdi_crds::annotations::clone::TOKEN;
+
+fn data_volume(name: &str, spec: serde_json::Value) -> DataVolume {
+    DataVolume::new(
+        name,
+        serde_json::from_value(spec).expect("a DataVolumeSpec"),
+    )
+}
+
+fn clone_spec(source_namespace: &str, claim: &str) -> serde_json::Value {
+    serde_json::json!({
+        "source": {"pvc": {"namespace": source_namespace, "name": claim}},
+        "storage": {"resources": {"requests": {"storage": "1Gi"}}},
+    })
+}
+
+fn blank_spec(size: &str) -> serde_json::Value {
+    serde_json::json!({
+        "source": {"blank": {}},
+        "storage": {"resources": {"requests": {"storage": size}}},
+    })
+}
+
+/// A Role in `namespace` allowing `verbs` on `resources` of `group`, bound to `user`.
+async fn grant(env: &Env, namespace: &str, user: &str, group: &str, resources: &[&str]) {
+    let name = format!("{user}-{}", resources.join("-").replace('/', "-"));
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.into()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![group.into()]),
+            resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+            verbs: vec!["create".into()],
+            ..PolicyRule::default()
+        }]),
+    };
+    let pp = PostParams::default();
+    Api::<Role>::namespaced(env.client.clone(), namespace)
+        .create(&pp, &role)
+        .await
+        .expect("Role");
+    let role_ref = RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: "Role".into(),
+        name: name.clone(),
+    };
+    Api::<RoleBinding>::namespaced(env.client.clone(), namespace)
+        .create(&pp, &user_binding(namespace, &name, user, role_ref))
+        .await
+        .expect("RoleBinding");
+}
+
+/// The clone token of a created DataVolume, checked as the controller will check it.
+fn validated_token(env: &Env, dv: &DataVolume, source: &str, claim: &str) -> cdi_token::Payload {
+    let validator =
+        cdi_token::Validator::from_public_pem(env.public_key_pem.as_bytes()).expect("public key");
+    let request = cdi_token::CloneRequest {
+        source: cdi_token::CloneSource {
+            kind: cdi_token::CloneSourceKind::Pvc,
+            namespace: source.into(),
+            name: claim.into(),
+        },
+        target_namespace: dv.namespace().expect("namespace"),
+        target_name: dv.name_any(),
+    };
+    let token = dv.annotations().get(TOKEN_ANNOTATION).map(String::as_str);
+    validator
+        .validate_clone(token, &request, SystemTime::now())
+        .unwrap_or_else(|e| panic!("the clone token of {}: {e}", dv.name_any()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_namespace_clone_needs_permission_in_the_source_namespace() {
+    let Some(env) = env().await else { return };
+    register_webhooks(&env).await;
+    let target = env.namespace.as_str();
+    let source = env
+        .cluster
+        .create_namespace("source")
+        .await
+        .expect("namespace");
+    // dave may create DataVolumes in the target namespace and has no rights in the source.
+    grant(&env, target, "dave", cdi_crds::GROUP, &["datavolumes"]).await;
+    let dave = client_as(&env, "dave", &[]).await;
+    let dvs: Api<DataVolume> = Api::namespaced(dave.clone(), target);
+    let pp = PostParams::default();
+
+    let refused = eventually("dave's clone to reach the webhook", || async {
+        match dvs
+            .create(&pp, &data_volume("copy", clone_spec(&source, "disk")))
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 403 => Some(status),
+            _ => None,
+        }
+    })
+    .await;
+    for words in [
+        "denied the request",
+        "User \"dave\" may not clone PersistentVolumeClaim",
+        &format!("{source}/disk into DataVolume {target}/copy"),
+        &format!(
+            "cloning from namespace \"{source}\" needs permission there to create datavolumes/source"
+        ),
+    ] {
+        assert!(
+            refused.message.contains(words),
+            "{words:?} in {}",
+            refused.message
+        );
+    }
+
+    // Allowed once dave may create datavolumes/source in the source namespace.
+    grant(
+        &env,
+        &source,
+        "dave",
+        cdi_crds::GROUP,
+        &["datavolumes/source"],
+    )
+    .await;
+    let created = eventually("dave's clone to be admitted", || async {
+        dvs.create(&pp, &data_volume("copy", clone_spec(&source, "disk")))
+            .await
+            .ok()
+    })
+    .await;
+    let payload = validated_token(&env, &created, &source, "disk");
+    assert_eq!(payload.clone_target(), Some((target, "copy")));
+
+    // A clone within the namespace needs no more than creating the DataVolume.
+    let local = dvs
+        .create(&pp, &data_volume("local-copy", clone_spec(target, "disk")))
+        .await
+        .expect("same-namespace clone admitted");
+    validated_token(&env, &local, target, "disk");
+
+    // A service account is checked like any user (kube-apiserver adds its groups), here
+    // through the other permission a claim clone may rest on: creating pods in the source.
+    let builder = format!("system:serviceaccount:{target}:builder");
+    grant(&env, target, &builder, cdi_crds::GROUP, &["datavolumes"]).await;
+    let as_builder: Api<DataVolume> = Api::namespaced(client_as(&env, &builder, &[]).await, target);
+    let refused = as_builder
+        .create(&pp, &data_volume("sa-copy", clone_spec(&source, "disk")))
+        .await
+        .expect_err("no rights in the source yet");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("User \"{builder}\" may not clone")),
+        "{refused}"
+    );
+    grant(&env, &source, &builder, "", &["pods"]).await;
+    let created = eventually("the service account's clone to be admitted", || async {
+        as_builder
+            .create(&pp, &data_volume("sa-copy", clone_spec(&source, "disk")))
+            .await
+            .ok()
+    })
+    .await;
+    validated_token(&env, &created, &source, "disk");
+
+    // An import is admitted without a token.
+    let blank = dvs
+        .create(&pp, &data_volume("blank", blank_spec("1Gi")))
+        .await
+        .expect("blank admitted");
+    assert!(!blank.annotations().contains_key(TOKEN_ANNOTATION));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validating_webhook_refuses_what_the_crd_schema_lets_through() {
+    let Some(env) = env().await else { return };
+    register_webhooks(&env).await;
+    let api: Api<DataVolume> = Api::namespaced(env.client.clone(), &env.namespace);
+    let pp = PostParams::default();
+
+    let err = api
+        .create(&pp, &data_volume("tiny", blank_spec("512Ki")))
+        .await
+        .expect_err("below 1Mi");
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err}");
+    };
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains(
+            "admission webhook \"datavolume-validate.cdi.kubevirt.io\" denied the request: \
+             spec.storage.resources.requests.storage is 512Ki; it must be at least 1Mi"
+        ),
+        "{}",
+        status.message
+    );
+
+    // The spec cannot change after creation.
+    let created = api
+        .create(&pp, &data_volume("fixed", blank_spec("1Gi")))
+        .await
+        .expect("created");
+    let mut bigger = created.clone();
+    bigger.spec = serde_json::from_value(blank_spec("2Gi")).expect("spec");
+    let err = api
+        .replace("fixed", &pp, &bigger)
+        .await
+        .expect_err("spec change");
+    assert!(
+        err.to_string()
+            .contains("spec cannot be changed after creation"),
+        "{err}"
+    );
 }

@@ -10,7 +10,6 @@ use cdi_apiserver::authn::{ClientCert, RequestHeaderConfig};
 use cdi_apiserver::authz::Decision;
 use cdi_apiserver::{AppState, app};
 use http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use support::{Answer, StubAuthorizer, StubIssuer};
 use tower::ServiceExt;
@@ -75,16 +74,7 @@ async fn send(server: &Server, request: Request<Body>) -> (StatusCode, Value) {
         .oneshot(request)
         .await
         .expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, body)
+    support::status_and_body(response).await
 }
 
 fn assert_status_object(body: &Value, code: u16, reason: &str) {

@@ -2,7 +2,8 @@
 //! reconciles ([`FailureBackoff`], used by every controller through
 //! [`Context::reconciled`](crate::Context::reconciled) and
 //! [`Context::retry_after`](crate::Context::retry_after)), and between worker pods created for
-//! the same claim ([`WorkerBackoff`]). Both wait 1 s, doubling to 5 min.
+//! the same claim ([`WorkerBackoff`]). Both wait 1 s, doubling to 5 min. And the back-off of
+//! every controller's watches after an API error ([`watch_backoff`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -76,6 +77,52 @@ impl WorkerBackoff {
     }
 }
 
+/// Doubling delays from `min` to `max`, restarted by [`Backoff::reset`].
+#[derive(Clone, Debug)]
+pub struct Doubling {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Doubling {
+    pub fn new(min: Duration, max: Duration) -> Doubling {
+        Doubling {
+            min,
+            max,
+            next: min,
+        }
+    }
+}
+
+impl Iterator for Doubling {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (now * 2).min(self.max);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Doubling {
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// The back-off of a controller's watches: 250 ms doubling to 4 s, forgotten after 10 s
+/// without errors. One back-off covers all of a controller's watches, so kube-runtime's default
+/// (800 ms to 30 s, forgotten after 2 min) lets the burst of errors every watch meets when the
+/// API server restarts (refused connections, then `410 Gone` as each resumes from a resource
+/// version the new server's cache no longer holds) stall a controller for a minute or more.
+pub fn watch_backoff() -> impl kube::runtime::utils::Backoff {
+    kube::runtime::utils::ResetTimerBackoff::new(
+        Doubling::new(Duration::from_millis(250), Duration::from_secs(4)),
+        Duration::from_secs(10),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +152,15 @@ mod tests {
         assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2));
         backoff.forget(&claim);
         assert_eq!(backoff.wait(&claim), None);
+    }
+
+    #[test]
+    fn watch_delays_double_to_their_cap_and_restart_on_reset() {
+        use kube::runtime::utils::Backoff;
+        let mut b = Doubling::new(Duration::from_millis(250), Duration::from_secs(4));
+        let delays: Vec<u64> = b.by_ref().take(7).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(250)));
     }
 }

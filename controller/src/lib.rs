@@ -24,6 +24,7 @@
 //! objects, so a restarted controller picks up where it was; only back-off is kept in memory.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod backoff;
 pub mod cdiconfig;
 pub mod certs;
@@ -35,6 +36,7 @@ pub mod datavolume;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod objects;
 pub use cdi_crds::naming;
 pub mod progress;
 pub mod serve;

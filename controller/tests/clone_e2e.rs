@@ -265,3 +265,185 @@ async fn csi_smart_snapshot_and_datasource_clones_end_identical() {
     .await;
     assert!(message.contains("less than the source"), "{message}");
 }
+
+/// Bytes a file really occupies on disk.
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+/// Checks that `target`'s image holds `source`'s bytes (zeros beyond them, if it is larger) and
+/// is as sparse as `source` (within 1 MiB).
+async fn assert_copied(env: &Env, ns_source: &str, source: &str, ns: &str, target: &str) {
+    let (from, to) = (
+        disk_image(env, ns_source, source)
+            .await
+            .expect("source image"),
+        disk_image(env, ns, target).await.expect("target image"),
+    );
+    let (a, b) = (
+        std::fs::read(&from).expect("source"),
+        std::fs::read(&to).expect("target"),
+    );
+    assert!(b.len() >= a.len(), "{target}: smaller than its source");
+    assert!(
+        b[..a.len()] == a[..],
+        "{target}: content differs from {source}"
+    );
+    assert!(
+        b[a.len()..].iter().all(|x| *x == 0),
+        "{target}: tail not zero"
+    );
+    assert!(
+        allocated(&to) <= allocated(&from) + (1 << 20),
+        "{target}: {} bytes allocated against the source's {}",
+        allocated(&to),
+        allocated(&from)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_assisted_copies_between_volume_modes_and_namespaces() {
+    let env = env_with(&["cdi-importer", "cdi-uploadserver", "cdi-cloner"]).await;
+    if !env.cluster.is_local() {
+        return;
+    }
+    // cdi-apiserver's token key: the test signs what its webhook would.
+    let keys = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let key_file = env.logs.path().join("id_rsa.pub");
+    std::fs::write(&key_file, keys.public_key_pem()).expect("public key");
+    let issuer = cdi_token::Issuer::from_rsa_pem(keys.serialize_pem().as_bytes()).expect("issuer");
+    let controller = start_controller_with(
+        &env,
+        "cdi-controller-host-assisted",
+        env.cluster.kubeconfig(),
+        &[format!("--token-public-key={}", key_file.display())],
+    );
+    let golden = env
+        .cluster
+        .create_namespace("golden")
+        .await
+        .expect("namespace");
+    let vms = env
+        .cluster
+        .create_namespace("vms")
+        .await
+        .expect("namespace");
+    let golden_dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &golden);
+    let vm_dvs: Api<DataVolume> = Api::namespaced(env.client.clone(), &vms);
+
+    // Golden images on the stand-in's hostPath class (its profile says copy): a Filesystem one
+    // and a Block one, both holding the qcow2's data with holes.
+    let (qcow2, _) = qcow2_image();
+    let server = serve(qcow2);
+    for (name, mode) in [("golden-fs", "Filesystem"), ("golden-block", "Block")] {
+        create(
+            &golden_dvs,
+            &data_volume(
+                name,
+                json!({"source": {"http": {"url": server.url("/file")}},
+                       "storage": {"volumeMode": mode,
+                                   "resources": {"requests": {"storage": "64Mi"}}}}),
+            ),
+        )
+        .await;
+    }
+    for name in ["golden-fs", "golden-block"] {
+        wait_phase(&golden_dvs, name, DataVolumePhase::Succeeded).await;
+    }
+
+    // Filesystem → Filesystem, Filesystem → Block, Block → Filesystem; sizes from the source.
+    for (name, source, mode) in [
+        ("fs-to-fs", "golden-fs", "Filesystem"),
+        ("fs-to-block", "golden-fs", "Block"),
+        ("block-to-fs", "golden-block", "Filesystem"),
+    ] {
+        create(
+            &golden_dvs,
+            &data_volume(
+                name,
+                json!({"source": {"pvc": {"namespace": golden, "name": source}},
+                       "storage": {"volumeMode": mode}}),
+            ),
+        )
+        .await;
+    }
+    for (name, source) in [
+        ("fs-to-fs", "golden-fs"),
+        ("fs-to-block", "golden-fs"),
+        ("block-to-fs", "golden-block"),
+    ] {
+        let dv = wait_phase(&golden_dvs, name, DataVolumePhase::Succeeded).await;
+        assert_eq!(
+            dv.status.and_then(|s| s.progress).as_deref(),
+            Some("100.0%")
+        );
+        assert_eq!(
+            claim_annotation(&env, &golden, name, "cdi.kubevirt.io/cloneType")
+                .await
+                .as_deref(),
+            Some("copy")
+        );
+        assert_copied(&env, &golden, source, &golden, name).await;
+        let reasons = event_reasons(&env.client, &golden, name).await;
+        for reason in ["CloneScheduled", "CloneSucceeded"] {
+            assert!(reasons.contains(&reason.to_owned()), "{name}: {reasons:?}");
+        }
+    }
+
+    // Across namespaces: refused without a clone token, done with one.
+    let cross = |name: &str| {
+        data_volume(
+            name,
+            json!({"source": {"pvc": {"namespace": golden, "name": "golden-fs"}},
+                   "storage": {}}),
+        )
+    };
+    create(&vm_dvs, &cross("no-token")).await;
+    let failed = wait_phase(&vm_dvs, "no-token", DataVolumePhase::Failed).await;
+    let (_, reason, message) = condition(&failed, DataVolumeConditionType::Bound);
+    assert_eq!(reason, "ErrUnableToClone");
+    assert!(message.contains("clone.token"), "{message}");
+
+    let payload = cdi_token::Payload::clone_claim("golden-fs", &golden, "vm-disk", &vms);
+    let token = issuer
+        .issue(&payload, std::time::SystemTime::now())
+        .expect("token");
+    let mut with_token = cross("vm-disk");
+    with_token
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(cdi_crds::annotations::clone::TOKEN.into(), token);
+    create(&vm_dvs, &with_token).await;
+    let done = wait_phase(&vm_dvs, "vm-disk", DataVolumePhase::Succeeded).await;
+    assert_copied(&env, &golden, "golden-fs", &vms, "vm-disk").await;
+
+    // The cloner ran beside the source and is gone with its certificate.
+    let target_uid = claim_uid(&env, &vms, "vm-disk").await;
+    let cloner = format!("{target_uid}-source-pod");
+    pod_gone(&env.client, &golden, &cloner).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), &golden);
+    eventually("the cloner's certificate to be deleted", || {
+        let (secrets, cloner) = (secrets.clone(), cloner.clone());
+        async move { secrets.get_opt(&cloner).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(done.status.is_some());
+    drop(controller);
+}
+
+/// The UID of claim `name`.
+async fn claim_uid(env: &Env, ns: &str, name: &str) -> String {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), ns);
+    claims
+        .get(name)
+        .await
+        .expect("claim")
+        .metadata
+        .uid
+        .unwrap_or_default()
+}

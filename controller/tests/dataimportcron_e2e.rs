@@ -182,12 +182,8 @@ async fn wait_import_format(client: &Client, format: &str) {
 async fn start_under_rbac(env: &Env, name: &str) -> ControllerProcess {
     apply_rbac(env).await;
     let kubeconfig = service_account_kubeconfig(env, "cdi-sa").await;
-    start_controller_process(
-        env,
-        name,
-        &kubeconfig,
-        &["--dataimportcron-poll-interval", "2"],
-    )
+    let poll = ["--dataimportcron-poll-interval".to_owned(), "2".to_owned()];
+    start_controller_with(env, name, &kubeconfig, &poll)
 }
 
 async fn create_secret_and_ca(client: &Client, ns: &str, registry: &RegistryServer) {

@@ -37,6 +37,7 @@ pub mod storage;
 pub mod storageprofile;
 mod string_enum;
 pub mod upload;
+pub mod validate;
 
 /// The API group of every CRD here.
 pub const GROUP: &str = "cdi.kubevirt.io";

@@ -2,6 +2,7 @@
 
 use std::io;
 
+use cdi_formats::clonestream::CloneStreamError;
 use cdi_formats::decoder::{DecodeError, DecodeErrorKind};
 use cdi_formats::qcow2::Qcow2Error;
 
@@ -94,6 +95,11 @@ pub enum Error {
         "the source file {0} was modified while it was being imported; make sure nothing writes to it during an import, then retry"
     )]
     SourceChanged(String),
+    #[error(
+        "the clone source {0} changed while it was being cloned; stop whatever writes to it (a \
+         running VM?) and clone again"
+    )]
+    CloneSourceChanged(String),
     #[error("{image}: {message}")]
     Registry {
         image: String,
@@ -152,6 +158,9 @@ impl Error {
                 _ => ErrorKind::InvalidImage,
             },
             Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,
+            Error::Image(DecodeError::CloneStream(CloneStreamError::DigestMismatch { .. })) => {
+                ErrorKind::ChecksumMismatch
+            }
             Error::Image(e) => match e.kind() {
                 DecodeErrorKind::InvalidImage => ErrorKind::InvalidImage,
                 DecodeErrorKind::Unsupported => ErrorKind::Unsupported,
@@ -167,7 +176,10 @@ impl Error {
                 ErrorKind::ChecksumMismatch
             }
             Error::BadChecksumSpec(_) | Error::Config(_) => ErrorKind::Config,
-            Error::Source(_) | Error::SourceShrank(_) | Error::SourceChanged(_) => ErrorKind::Io,
+            Error::Source(_)
+            | Error::SourceShrank(_)
+            | Error::SourceChanged(_)
+            | Error::CloneSourceChanged(_) => ErrorKind::Io,
             Error::SourceNotFound(_) => ErrorKind::NotFound,
             Error::Http { kind, .. } | Error::Registry { kind, .. } => *kind,
             Error::Target { .. } | Error::Cancelled => ErrorKind::Io,

@@ -11,6 +11,7 @@
 pub mod archive;
 mod buffer;
 pub mod checksum;
+pub mod clone;
 pub mod decode;
 pub mod error;
 pub mod pipeline;

@@ -62,6 +62,12 @@ impl Progress {
         }
     }
 
+    /// For a producer outside the pipeline (the cloner): `done` of `total` bytes.
+    pub fn set_position(&self, done: u64, total: u64) {
+        self.source_total.store(total, Ordering::Relaxed);
+        self.source_read.store(done, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_total(&self, total: Option<u64>) {
         self.source_total
             .store(total.unwrap_or(0), Ordering::Relaxed);

@@ -37,6 +37,9 @@ pub enum Format {
     Bochs,
     /// No known magic: a raw disk, copied as it is.
     Raw,
+    /// cdi-rs's clone stream (`clonestream`): never returned by [`detect`], only named by a
+    /// caller that knows its bytes are one.
+    CloneStream,
 }
 
 impl Format {
@@ -99,6 +102,7 @@ impl Format {
             Format::Parallels => "parallels",
             Format::Bochs => "bochs",
             Format::Raw => "raw",
+            Format::CloneStream => "cdi clone stream",
         }
     }
 }

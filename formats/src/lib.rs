@@ -15,6 +15,7 @@
 //! router that places table-mapped bytes as they stream by.
 #![forbid(unsafe_code)]
 
+pub mod clonestream;
 pub mod decoder;
 pub mod detect;
 mod fields;

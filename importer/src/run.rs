@@ -50,17 +50,13 @@ pub fn run(cfg: &Config, paths: &Paths) -> Outcome {
         // volume supports it, and write through the page cache where it does not.
         tracing::info!("CACHE_MODE=TRYNONE: writing with direct I/O where the volume allows.");
     }
-    match metrics::serve(
+    metrics::start(
         &paths.metrics_addr,
+        metrics::IMPORT_PREFIX,
         cfg.owner_uid.clone(),
-        Arc::clone(&progress),
-        Arc::clone(&extra),
-    ) {
-        Ok(addr) => tracing::info!(%addr, "Serving metrics over HTTPS."),
-        Err(e) => {
-            tracing::warn!(error = %e, addr = %paths.metrics_addr, "Metrics server not started.")
-        }
-    }
+        &progress,
+        &extra,
+    );
     let target = target(cfg, paths);
     let result = match source_spec(cfg) {
         Ok(None) => target.write_blank(),

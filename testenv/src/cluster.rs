@@ -136,6 +136,17 @@ impl TestCluster {
         }
     }
 
+    /// Restarts the local control plane's kube-apiserver ([`ControlPlane::restart_apiserver`]);
+    /// an error on another cluster.
+    pub async fn restart_apiserver(&mut self) -> Result<(), Error> {
+        match self.plane.as_mut() {
+            Some(plane) => plane.restart_apiserver().await,
+            None => Err(Error::Setup(
+                "restart_apiserver: only the local control plane can be restarted".into(),
+            )),
+        }
+    }
+
     /// Creates a namespace with a generated name starting with `prefix` and returns its name.
     pub async fn create_namespace(&self, prefix: &str) -> Result<String, Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());

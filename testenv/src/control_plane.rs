@@ -23,6 +23,8 @@ pub struct ControlPlane {
     pub ca_pem: String,
     pub token: String,
     pki: Pki,
+    /// How kube-apiserver was started (program and arguments), to start it again.
+    apiserver: Option<(PathBuf, Vec<std::ffi::OsString>)>,
 }
 
 impl ControlPlane {
@@ -47,6 +49,7 @@ impl ControlPlane {
             children: Vec::new(),
             dir,
             pki: pki.clone(),
+            apiserver: None,
         };
         plane.launch(&bins, &pki).await?;
         Ok(plane)
@@ -147,6 +150,10 @@ impl ControlPlane {
                 dir.join("apiserver-certs").display()
             ))
             .arg("--v=1");
+        self.apiserver = Some((
+            bins.apiserver.clone(),
+            api.get_args().map(|a| a.to_os_string()).collect(),
+        ));
         self.spawn("kube-apiserver", api)?;
 
         let kubeconfig = kubeconfig_yaml(&self.server, &pki.ca_cert, &pki.admin_token);
@@ -164,6 +171,44 @@ impl ControlPlane {
             .args(["--bind-address=127.0.0.1", "--secure-port=0", "--v=1"]);
         self.spawn("kube-controller-manager", kcm)?;
         Ok(())
+    }
+
+    /// Stops kube-apiserver (SIGTERM, as a rolling update would) and starts it again on the same
+    /// port with the same etcd, then waits until it is ready: for tests of what clients do when
+    /// their watches break and resume against a fresh watch cache. Its log is kept as
+    /// `kube-apiserver.<n>.log`.
+    pub async fn restart_apiserver(&mut self) -> Result<(), Error> {
+        let (program, args) = self
+            .apiserver
+            .clone()
+            .ok_or_else(|| Error::Setup("kube-apiserver was never started".into()))?;
+        let index = self
+            .children
+            .iter()
+            .position(|(name, _)| *name == "kube-apiserver")
+            .ok_or_else(|| Error::Setup("kube-apiserver is not running".into()))?;
+        let (_, mut child) = self.children.remove(index);
+        stop(&mut child, Duration::from_secs(10));
+        let log = self.dir.path().join("kube-apiserver.log");
+        let restarts = (1..)
+            .find(|n| {
+                !self
+                    .dir
+                    .path()
+                    .join(format!("kube-apiserver.{n}.log"))
+                    .exists()
+            })
+            .unwrap_or(1);
+        let kept = self
+            .dir
+            .path()
+            .join(format!("kube-apiserver.{restarts}.log"));
+        std::fs::rename(&log, &kept)
+            .map_err(|e| Error::io(format!("keep {}", log.display()), e))?;
+        let mut api = Command::new(program);
+        api.args(args);
+        self.spawn("kube-apiserver", api)?;
+        self.wait_ready().await
     }
 
     /// Polls `/readyz` through a kube client until the apiserver answers `ok`.

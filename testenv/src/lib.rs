@@ -13,6 +13,7 @@ pub mod kubelet;
 pub mod pki;
 pub mod process;
 pub mod wait;
+pub mod webhooks;
 
 pub use cluster::TestCluster;
 pub use control_plane::ControlPlane;

@@ -69,10 +69,13 @@ pub enum TokenError {
         expected: Operation,
     },
     /// A valid token for another kind of object.
-    #[error("the token is for resource {found:?}, not persistentvolumeclaims")]
+    #[error("the token is for resource {found:?}, not {expected}")]
     WrongResource {
         /// `resource.resource` of the token.
         found: String,
+        /// The resource asked for (`persistentvolumeclaims`, or `volumesnapshots` for a clone
+        /// from a snapshot).
+        expected: String,
     },
     /// A valid token that names no claim.
     #[error("the token names no claim")]
@@ -80,6 +83,30 @@ pub enum TokenError {
     /// A valid token that names no namespace.
     #[error("the token names no namespace")]
     MissingNamespace,
+
+    /// No token where one is required (a DataVolume's clone token annotation is unset).
+    #[error(
+        "there is no clone token: cdi-apiserver's DataVolume webhook adds one when the \
+         DataVolume is created by a user allowed to clone the source; recreate the DataVolume \
+         with the webhook in place"
+    )]
+    MissingToken,
+    /// A valid clone token for another source.
+    #[error("the clone token is for source {found}, not {expected}")]
+    WrongCloneSource {
+        /// `namespace/name` the token names.
+        found: String,
+        /// `namespace/name` of the source being cloned.
+        expected: String,
+    },
+    /// A valid clone token for another target.
+    #[error("the clone token is for target {found}, not {expected}")]
+    WrongCloneTarget {
+        /// `namespace/name` of the token's `params` (empty parts when absent).
+        found: String,
+        /// `namespace/name` of the DataVolume being filled.
+        expected: String,
+    },
 }
 
 /// What kind of failure a [`TokenError`] is, and so what a server answers.
@@ -119,12 +146,15 @@ impl TokenError {
             | TokenError::WrongAlgorithm(_)
             | TokenError::BadSignature
             | TokenError::WrongIssuer { .. }
+            | TokenError::MissingToken
             | TokenError::Expired { .. }
             | TokenError::NotYetValid { .. } => ErrorKind::Unauthenticated,
             TokenError::WrongOperation { .. }
             | TokenError::WrongResource { .. }
             | TokenError::MissingName
-            | TokenError::MissingNamespace => ErrorKind::WrongPurpose,
+            | TokenError::MissingNamespace
+            | TokenError::WrongCloneSource { .. }
+            | TokenError::WrongCloneTarget { .. } => ErrorKind::WrongPurpose,
         }
     }
 }

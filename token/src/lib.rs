@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Clone tokens add `"params":{"targetNamespace":…,"targetName":…}` and name the *source*
-//! claim.
+//! claim (or snapshot, with resource `volumesnapshots`); `clone.rs` issues them for a
+//! [`CloneRequest`] and checks a DataVolume's token against the clone it asks for.
 //!
 //! ```text
 //!  cdi-apiserver: Issuer (private key) ──issue(payload, now)──► token ──► virtctl / browser
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod claims;
+mod clone;
 mod error;
 mod issuer;
 mod payload;
@@ -34,6 +36,7 @@ mod validator;
 
 use std::time::Duration;
 
+pub use clone::{CloneRequest, CloneSource, CloneSourceKind};
 pub use error::{ErrorKind, TokenError};
 pub use issuer::Issuer;
 pub use payload::{GroupVersionResource, Operation, Payload, params};

@@ -81,6 +81,16 @@ impl GroupVersionResource {
             resource: "persistentvolumeclaims".into(),
         }
     }
+
+    /// `snapshot.storage.k8s.io` `v1` `volumesnapshots`: the resource of a clone token whose
+    /// source is a VolumeSnapshot.
+    pub fn volume_snapshots() -> Self {
+        GroupVersionResource {
+            group: "snapshot.storage.k8s.io".into(),
+            version: "v1".into(),
+            resource: "volumesnapshots".into(),
+        }
+    }
 }
 
 /// Keys of [`Payload::params`].
@@ -154,6 +164,24 @@ impl Payload {
                 (params::TARGET_NAME.to_owned(), target_name.into()),
             ]),
         }
+    }
+
+    /// The payload of the clone token the API server adds to a DataVolume: read `source`, to
+    /// fill `target_name` in `target_namespace`. The token names the source and its resource
+    /// (claims or snapshots), as upstream's does.
+    pub fn clone_source(
+        source: &crate::CloneSource,
+        target_name: impl Into<String>,
+        target_namespace: impl Into<String>,
+    ) -> Self {
+        let mut payload = Payload::clone_claim(
+            source.name.clone(),
+            source.namespace.clone(),
+            target_name,
+            target_namespace,
+        );
+        payload.resource = source.kind.resource();
+        payload
     }
 
     /// A clone token's target as (namespace, name), when both parameters are present.

@@ -96,9 +96,25 @@ impl Validator {
         operation: &Operation,
         now: SystemTime,
     ) -> Result<Payload, TokenError> {
+        self.validate_payload(
+            token,
+            operation,
+            &GroupVersionResource::persistent_volume_claims(),
+            now,
+        )
+    }
+
+    /// The payload of a token for `operation` on `resource`, checked at `now`.
+    pub(crate) fn validate_payload(
+        &self,
+        token: &str,
+        operation: &Operation,
+        resource: &GroupVersionResource,
+        now: SystemTime,
+    ) -> Result<Payload, TokenError> {
         let claims = self.verified_claims(token)?;
         self.check_registered(&claims, now)?;
-        check_payload(&claims.payload, operation)?;
+        check_payload(&claims.payload, operation, resource)?;
         Ok(claims.payload)
     }
 
@@ -140,16 +156,21 @@ impl Validator {
     }
 }
 
-fn check_payload(payload: &Payload, operation: &Operation) -> Result<(), TokenError> {
+fn check_payload(
+    payload: &Payload,
+    operation: &Operation,
+    resource: &GroupVersionResource,
+) -> Result<(), TokenError> {
     if &payload.operation != operation {
         return Err(TokenError::WrongOperation {
             found: payload.operation.as_str().to_owned(),
             expected: operation.clone(),
         });
     }
-    if payload.resource.resource != GroupVersionResource::persistent_volume_claims().resource {
+    if payload.resource.resource != resource.resource {
         return Err(TokenError::WrongResource {
             found: payload.resource.resource.clone(),
+            expected: resource.resource.clone(),
         });
     }
     if payload.name.is_empty() {

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cdi_token::{
-    ErrorKind, GroupVersionResource, Issuer, Operation, Payload, TokenError, Validator,
+    CloneRequest, CloneSource, CloneSourceKind, ErrorKind, GroupVersionResource, Issuer, Operation,
+    Payload, TokenError, Validator,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -375,7 +376,7 @@ mod wrong_purpose {
         };
         let err = refusal(validator().validate(&issued(payload), t0()));
         assert!(
-            matches!(&err, TokenError::WrongResource { found } if found == "pods"),
+            matches!(&err, TokenError::WrongResource { found, expected } if found == "pods" && expected == "persistentvolumeclaims"),
             "{err}"
         );
         assert_bad_request(&err);
@@ -442,5 +443,155 @@ mod keys {
         let corrupt = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
         let err = key_error(Issuer::from_rsa_pem(corrupt.as_bytes()));
         assert!(matches!(err, TokenError::ReadingPrivateKey(_)), "{err}");
+    }
+}
+
+/// The controller's check of a DataVolume's clone token against the clone it asks for.
+mod clone_validation {
+    use super::*;
+
+    fn pvc_clone() -> CloneRequest {
+        CloneRequest {
+            source: CloneSource {
+                kind: CloneSourceKind::Pvc,
+                namespace: "golden".into(),
+                name: "fedora".into(),
+            },
+            target_namespace: "vms".into(),
+            target_name: "disk".into(),
+        }
+    }
+
+    fn snapshot_clone() -> CloneRequest {
+        let mut request = pvc_clone();
+        request.source.kind = CloneSourceKind::Snapshot;
+        request
+    }
+
+    #[test]
+    fn issued_clone_token_validates_for_its_clone_and_names_source_and_target() {
+        for request in [pvc_clone(), snapshot_clone()] {
+            let token = issuer().issue_clone(&request, t0()).expect("signed");
+            let payload = validator()
+                .validate_clone(Some(&token), &request, t0() + Duration::from_secs(60))
+                .expect("valid");
+            assert_eq!(payload.operation, Operation::Clone);
+            assert_eq!(
+                (payload.namespace.as_str(), payload.name.as_str()),
+                ("golden", "fedora")
+            );
+            assert_eq!(payload.clone_target(), Some(("vms", "disk")));
+            assert_eq!(payload.resource, request.source.kind.resource());
+        }
+        assert_eq!(
+            claims_of(
+                &issuer()
+                    .issue_clone(&snapshot_clone(), t0())
+                    .expect("signed")
+            )["resource"],
+            json!({"group": "snapshot.storage.k8s.io", "version": "v1", "resource": "volumesnapshots"})
+        );
+    }
+
+    /// Each case: the token (issued for `issued_for` at t0, or given), the clone asked for,
+    /// the time of the check, and the error with the words its message must hold.
+    #[test]
+    fn clone_token_refusals_say_what_is_wrong() {
+        let other_source = {
+            let mut r = pvc_clone();
+            r.source.name = "ubuntu".into();
+            r
+        };
+        let other_target = {
+            let mut r = pvc_clone();
+            r.target_namespace = "other".into();
+            r
+        };
+        let foreign = Issuer::from_rsa_pem(other_keys().private.as_bytes())
+            .expect("key")
+            .issue_clone(&pvc_clone(), t0())
+            .expect("signed");
+        let own = |request: &CloneRequest| issuer().issue_clone(request, t0()).expect("signed");
+        let upload = upload_token();
+        let later = t0() + Duration::from_secs(10 * 60);
+        let cases: Vec<(&str, Option<String>, CloneRequest, SystemTime, &str)> = vec![
+            (
+                "no annotation",
+                None,
+                pvc_clone(),
+                t0(),
+                "there is no clone token",
+            ),
+            (
+                "blank annotation",
+                Some("  ".into()),
+                pvc_clone(),
+                t0(),
+                "there is no clone token",
+            ),
+            (
+                "expired",
+                Some(own(&pvc_clone())),
+                pvc_clone(),
+                later,
+                "expired at 1700000300",
+            ),
+            (
+                "other key",
+                Some(foreign),
+                pvc_clone(),
+                t0(),
+                "signature does not verify",
+            ),
+            (
+                "upload token",
+                Some(upload),
+                pvc_clone(),
+                t0(),
+                "operation \"Upload\", not Clone",
+            ),
+            (
+                "claim token for a snapshot clone",
+                Some(own(&pvc_clone())),
+                snapshot_clone(),
+                t0(),
+                "resource \"persistentvolumeclaims\", not volumesnapshots",
+            ),
+            (
+                "other source",
+                Some(own(&other_source)),
+                pvc_clone(),
+                t0(),
+                "for source golden/ubuntu, not golden/fedora",
+            ),
+            (
+                "other target",
+                Some(own(&other_target)),
+                pvc_clone(),
+                t0(),
+                "for target other/disk, not vms/disk",
+            ),
+        ];
+        for (case, token, request, now, words) in cases {
+            let err = validator()
+                .validate_clone(token.as_deref(), &request, now)
+                .expect_err(case);
+            assert!(err.to_string().contains(words), "{case}: {err}");
+        }
+    }
+
+    #[test]
+    fn clone_token_without_target_params_is_refused_as_for_another_target() {
+        let mut payload = pvc_clone().payload();
+        payload.params.clear();
+        let token = issuer().issue(&payload, t0()).expect("signed");
+        let err = validator()
+            .validate_clone(Some(&token), &pvc_clone(), t0())
+            .expect_err("no target");
+        assert!(
+            matches!(&err, TokenError::WrongCloneTarget { found, .. } if found == "/"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::WrongPurpose);
     }
 }

@@ -19,6 +19,9 @@ pub enum ContentType {
     Kubevirt,
     /// A tar archive unpacked into the volume.
     Archive,
+    /// A clone stream from `cdi-cloner` (ours: `cdi_formats::clonestream`), on every upload
+    /// route that takes a body; the target becomes the source's exact copy.
+    Clone,
 }
 
 /// The TLS material, as files.
@@ -151,10 +154,11 @@ impl Config {
         let content_type = match env.get("CONTENT_TYPE").as_deref() {
             None | Some("kubevirt") => ContentType::Kubevirt,
             Some("archive") => ContentType::Archive,
+            Some("clone") => ContentType::Clone,
             Some(other) => {
                 return Err(bad(
                     "CONTENT_TYPE",
-                    format!("{other:?} is not kubevirt or archive"),
+                    format!("{other:?} is not kubevirt, archive or clone"),
                 ));
             }
         };
@@ -345,6 +349,18 @@ mod tests {
         let c = config(&vars).expect("valid");
         assert!(c.target.destination.is_block());
         assert_eq!(c.target.filesystem_overhead, 0.0);
+    }
+
+    #[test]
+    fn clone_content_goes_to_either_volume_mode() {
+        for destination in ["/data/disk.img", "/dev/cdi-block-volume"] {
+            let mut vars = TLS.to_vec();
+            vars.extend([("CONTENT_TYPE", "clone"), ("DESTINATION", destination)]);
+            assert_eq!(
+                config(&vars).expect("valid").content_type,
+                ContentType::Clone
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,14 @@ use cdi_worker::Outcome;
 use crate::config::Config;
 use crate::state::{Finished, Shared};
 
+/// The termination message of a successful upload (upstream's texts).
+pub fn completion_message(content: config::ContentType) -> &'static str {
+    match content {
+        config::ContentType::Clone => "Clone Complete",
+        config::ContentType::Kubevirt | config::ContentType::Archive => "Upload Complete",
+    }
+}
+
 /// Runs the server until an upload succeeds or the deadline passes while idle.
 pub async fn run(cfg: Config) -> Outcome {
     let tls = match tls::server_config(&cfg.tls) {
@@ -85,7 +93,7 @@ pub async fn run(cfg: Config) -> Outcome {
     match end {
         Some(Finished::Uploaded(written)) => Outcome::Success {
             preallocation_applied: written.preallocation_applied,
-            message: "Upload Complete".into(),
+            message: completion_message(cfg.content_type).into(),
         },
         Some(Finished::DeadlinePassed) => Outcome::DeadlinePassed,
         None => Outcome::failure_text(

@@ -97,6 +97,20 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// What a request body holds: a clone server takes only clone streams, on the plain routes
+/// (their path no longer says what the body is) and tus.
+fn body_content(s: &Shared, by_route: ContentType) -> Result<ContentType, AppError> {
+    match (s.content_type, by_route) {
+        (ContentType::Clone, ContentType::Kubevirt) => Ok(ContentType::Clone),
+        (ContentType::Clone, _) => Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "this upload server takes a clone stream from cdi-cloner (CONTENT_TYPE=clone): POST \
+             it to /v1beta1/upload or use tus",
+        )),
+        (_, by_route) => Ok(by_route),
+    }
+}
+
 /// Why feeding a body stopped early.
 #[derive(Debug)]
 pub enum PumpError {
@@ -151,8 +165,13 @@ where
 }
 
 /// The success response: the digest computed of the upload, as `Repr-Digest` and CDI's form.
-pub fn success(status: StatusCode, written: &Written, mut headers: HeaderMap) -> Response {
-    let mut body = serde_json::json!({ "message": "Upload Complete" });
+pub fn success(
+    s: &Shared,
+    status: StatusCode,
+    written: &Written,
+    mut headers: HeaderMap,
+) -> Response {
+    let mut body = serde_json::json!({ "message": crate::completion_message(s.content_type) });
     if let Some(d) = &written.digest {
         if let Some(v) = digest::repr_digest(d).and_then(|v| v.parse().ok()) {
             headers.insert("repr-digest", v);
@@ -219,6 +238,7 @@ async fn one_request(
         return Ok(r);
     }
     authorize(&s, identity.as_ref())?;
+    let content = body_content(&s, content)?;
     let expected = digest::expected(&headers, None)
         .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let claim = s.begin()?;
@@ -242,7 +262,7 @@ async fn one_request(
         Reply::Sync => {
             let written = outcome(result).await?;
             claim.succeed(written.clone());
-            Ok(success(StatusCode::OK, &written, HeaderMap::new()))
+            Ok(success(&s, StatusCode::OK, &written, HeaderMap::new()))
         }
         Reply::Async => {
             tokio::spawn(async move {
@@ -315,6 +335,9 @@ async fn form(
     }
     let identity = req.extensions().get::<ClientIdentity>().cloned();
     authorize(&s, identity.as_ref())?;
+    if s.content_type == ContentType::Clone {
+        body_content(&s, ContentType::Archive)?;
+    }
     let (parts, body) = req.into_parts();
     let bad = |e: String| AppError::new(StatusCode::BAD_REQUEST, e);
     let content_type = parts

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cdi_datapath::source::{PushSender, push_channel};
-use cdi_datapath::{Algorithm, Checksum, ImportSpec, PendingChecksum, Progress};
+use cdi_datapath::{Algorithm, Checksum, FormatChoice, ImportSpec, PendingChecksum, Progress};
 use cdi_worker::metrics::Extra;
 use cdi_worker::{Failure, TargetSpec, Written};
 use tokio::sync::{oneshot, watch};
@@ -143,7 +143,8 @@ impl Shared {
             Phase::Tus(t) => Err(Refusal::Busy(format!(
                 "a resumable upload is in progress ({} of {} bytes received); resume it at {} or terminate it with DELETE",
                 t.offset(),
-                t.length,
+                t.length()
+                    .map_or("an unknown number of".into(), |l| l.to_string()),
                 t.path()
             ))),
             Phase::Done => Err(Refusal::Done),
@@ -214,12 +215,22 @@ impl Shared {
         let (sender, source) = push_channel("the upload", total_len);
         let (tx, result) = oneshot::channel();
         let pending = PendingChecksum::new();
-        let spec = ImportSpec {
-            checksum: expected,
-            digest: Some(Algorithm::Sha256),
-            pending_checksum: Some(pending.clone()),
-            spill_dir: self.spill_dir.clone(),
-            ..ImportSpec::default()
+        let spec = match content {
+            // The stream carries its own digest, checked by the decoder before the commit.
+            ContentType::Clone => ImportSpec {
+                checksum: expected,
+                format: FormatChoice::CloneStream,
+                pending_checksum: Some(pending.clone()),
+                spill_dir: self.spill_dir.clone(),
+                ..ImportSpec::default()
+            },
+            ContentType::Kubevirt | ContentType::Archive => ImportSpec {
+                checksum: expected,
+                digest: Some(Algorithm::Sha256),
+                pending_checksum: Some(pending.clone()),
+                spill_dir: self.spill_dir.clone(),
+                ..ImportSpec::default()
+            },
         };
         let hashed = [
             Algorithm::Md5,
@@ -239,6 +250,7 @@ impl Shared {
                 let written = match content {
                     ContentType::Kubevirt => target.write_image(source, &spec, &progress),
                     ContentType::Archive => target.write_archive(source, &spec, &progress),
+                    ContentType::Clone => target.write_clone(source, &spec, &progress),
                 };
                 let _ = tx.send(written);
             });

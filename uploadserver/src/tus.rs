@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::sync::{Mutex, oneshot};
 
+use crate::config::ContentType;
 use crate::digest;
 use crate::error::AppError;
 use crate::routes::{ClientIdentity, PumpError, authorize, outcome, pump, success};
@@ -34,7 +35,7 @@ use crate::state::{Phase, Shared};
 /// Where uploads are created; each lives at `TUS_PATH/<id>`.
 pub const TUS_PATH: &str = "/v1beta1/upload-tus";
 const TUS_VERSION: &str = "1.0.0";
-const EXTENSIONS: &str = "creation,termination,checksum";
+const EXTENSIONS: &str = "creation,creation-defer-length,termination,checksum";
 const CHECKSUM_ALGORITHMS: &str = "md5,sha1,sha256,sha512";
 /// A PATCH with `Upload-Checksum` is held in memory until it is verified: at most this much.
 pub const MAX_VERIFIED_PATCH: u64 = 64 << 20;
@@ -46,7 +47,12 @@ const LOCK_WAIT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct TusUpload {
     pub id: String,
-    pub length: u64,
+    /// The upload's length; [`DEFERRED`] until a client that created it with
+    /// `Upload-Defer-Length` gives it with a PATCH (a cloner knows it only at the end).
+    length: std::sync::atomic::AtomicU64,
+    /// For a clone server: the cloner's name for its stream (`Upload-Metadata: clone`), so a
+    /// restarted cloner finds this upload again and resumes it.
+    pub clone_id: Option<String>,
     /// `None` once the stream was ended (completed, failed or terminated).
     sender: Mutex<Option<PushSender>>,
     result: Mutex<Option<oneshot::Receiver<Result<Written, Failure>>>>,
@@ -60,7 +66,37 @@ pub struct TusUpload {
     hashed: Vec<Algorithm>,
 }
 
+/// The length of an upload whose length is not known yet.
+const DEFERRED: u64 = u64::MAX;
+
 impl TusUpload {
+    /// The upload's length, once known.
+    pub fn length(&self) -> Option<u64> {
+        let l = self.length.load(std::sync::atomic::Ordering::Relaxed);
+        (l != DEFERRED).then_some(l)
+    }
+
+    /// Takes the length a PATCH declares for a deferred upload; it must not be below the
+    /// offset, and a known length cannot change.
+    fn declare_length(&self, length: u64, offset: u64) -> Result<(), AppError> {
+        match self.length() {
+            Some(known) if known == length => Ok(()),
+            Some(known) => Err(tus_error(
+                StatusCode::BAD_REQUEST,
+                format!("Upload-Length {length} disagrees with the upload's length {known}"),
+            )),
+            None if length < offset || length == DEFERRED => Err(tus_error(
+                StatusCode::BAD_REQUEST,
+                format!("Upload-Length {length} is below the {offset} bytes already received"),
+            )),
+            None => {
+                self.length
+                    .store(length, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
     pub fn path(&self) -> String {
         format!("{TUS_PATH}/{}", self.id)
     }
@@ -170,8 +206,8 @@ fn number(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, AppErr
         .transpose()
 }
 
-/// The `checksum` entry of `Upload-Metadata` (`key base64,key base64`).
-fn metadata_checksum(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+/// The entry `wanted` of `Upload-Metadata` (`key base64,key base64`).
+fn metadata(headers: &HeaderMap, wanted: &str) -> Result<Option<String>, AppError> {
     use base64::Engine;
     let Some(value) = headers.get("upload-metadata") else {
         return Ok(None);
@@ -186,7 +222,7 @@ fn metadata_checksum(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     for pair in value.split(',') {
         let mut parts = pair.trim().splitn(2, ' ');
         let key = parts.next().unwrap_or("");
-        if key != "checksum" {
+        if key != wanted {
             continue;
         }
         let decoded = base64::engine::general_purpose::STANDARD
@@ -229,25 +265,86 @@ async fn create(
     }
     authorize(&s, identity.as_ref().map(|e| &e.0))?;
     check_version(&headers)?;
-    if headers.contains_key("upload-defer-length") {
-        return Err(tus_error(
-            StatusCode::BAD_REQUEST,
-            "Upload-Defer-Length is not supported: give Upload-Length",
-        ));
-    }
-    let length = number(&headers, "upload-length")?
-        .ok_or_else(|| tus_error(StatusCode::BAD_REQUEST, "Upload-Length is required"))?;
-    let checksum = metadata_checksum(&headers)?;
+    let deferred = match headers.get("upload-defer-length").map(|v| v.as_bytes()) {
+        None => false,
+        Some(b"1") => true,
+        Some(_) => {
+            return Err(tus_error(
+                StatusCode::BAD_REQUEST,
+                "Upload-Defer-Length must be 1",
+            ));
+        }
+    };
+    let length = match (number(&headers, "upload-length")?, deferred) {
+        (Some(_), true) => {
+            return Err(tus_error(
+                StatusCode::BAD_REQUEST,
+                "give Upload-Length or Upload-Defer-Length, not both",
+            ));
+        }
+        (Some(l), false) if l == DEFERRED => {
+            return Err(tus_error(
+                StatusCode::BAD_REQUEST,
+                "Upload-Length is too large",
+            ));
+        }
+        (Some(l), false) => Some(l),
+        (None, true) => None,
+        (None, false) => {
+            return Err(tus_error(
+                StatusCode::BAD_REQUEST,
+                "Upload-Length (or Upload-Defer-Length: 1) is required",
+            ));
+        }
+    };
+    let checksum = metadata(&headers, "checksum")?;
     let expected = digest::expected(&headers, checksum.as_deref())
         .map_err(|e| tus_error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let clone_id = if s.content_type == ContentType::Clone {
+        metadata(&headers, "clone")?
+    } else {
+        None
+    };
+    if let Some(existing) = clone_upload(&s) {
+        if clone_id.is_some() && existing.clone_id == clone_id {
+            // A restarted cloner: it resumes this upload at its offset.
+            tracing::info!(id = %existing.id, "The cloner came back; resuming its upload.");
+            let mut h = HeaderMap::new();
+            if let Ok(v) = existing.path().parse() {
+                h.insert(header::LOCATION, v);
+            }
+            // Its old connection may still hold the upload (the server has not noticed it
+            // died yet): wait for it to let go, so the offset is the real one.
+            let offset = match tokio::time::timeout(LOCK_WAIT, existing.sender.lock()).await {
+                Ok(guard) => guard.as_ref().map_or(existing.offset(), PushSender::offset),
+                Err(_) => current_offset(&existing),
+            };
+            h.insert("upload-offset", offset.into());
+            return Ok((StatusCode::CREATED, tus_headers(h)).into_response());
+        }
+        // Only one cloner sends to a clone target: a different stream (the source changed,
+        // or a new cloner began afresh) replaces the one left behind.
+        tracing::info!(id = %existing.id, "A different clone stream replaces the unfinished one.");
+        terminate(&s, &existing.id).await?;
+    }
+    // A clone stream of unknown length is sized for progress by the cloner's estimate (an
+    // upper bound; its decoder never relies on the length). Other formats get no length.
+    let estimate = match length {
+        Some(l) => Some(l),
+        None if s.content_type == ContentType::Clone => {
+            metadata(&headers, "estimate")?.and_then(|e| e.trim().parse().ok())
+        }
+        None => None,
+    };
     let upload = {
         let mut phase = s.phase();
         Shared::check_idle(&phase).map_err(AppError::from)?;
         s.progress.reset();
-        let transfer = s.start(Some(length), expected.clone(), s.content_type);
+        let transfer = s.start(estimate, expected.clone(), s.content_type);
         let upload = Arc::new(TusUpload {
             id: new_id()?,
-            length,
+            length: length.unwrap_or(DEFERRED).into(),
+            clone_id,
             sender: Mutex::new(Some(transfer.sender)),
             result: Mutex::new(Some(transfer.result)),
             seen: 0.into(),
@@ -258,17 +355,37 @@ async fn create(
         *phase = Phase::Tus(Arc::clone(&upload));
         upload
     };
-    tracing::info!(id = %upload.id, length, "Resumable upload created.");
+    tracing::info!(id = %upload.id, ?length, "Resumable upload created.");
     let mut h = HeaderMap::new();
     if let Ok(v) = upload.path().parse() {
         h.insert(header::LOCATION, v);
     }
     h.insert("upload-offset", HeaderValue::from_static("0"));
-    if length == 0 {
+    if length == Some(0) {
         let mut guard = upload.sender.lock().await;
         return complete(&s, &upload, &mut guard, StatusCode::CREATED, h).await;
     }
     Ok((StatusCode::CREATED, tus_headers(h)).into_response())
+}
+
+/// On a clone server, the unfinished upload, if there is one.
+fn clone_upload(s: &Shared) -> Option<Arc<TusUpload>> {
+    if s.content_type != ContentType::Clone {
+        return None;
+    }
+    match &*s.phase() {
+        Phase::Tus(t) => Some(Arc::clone(t)),
+        _ => None,
+    }
+}
+
+/// The upload's offset: the sender's own count, or while a PATCH holds it, the last recorded
+/// one (a resumed PATCH re-checks under the lock anyway).
+fn current_offset(t: &TusUpload) -> u64 {
+    match t.sender.try_lock() {
+        Ok(guard) => guard.as_ref().map_or(t.offset(), PushSender::offset),
+        Err(_) => t.offset(),
+    }
 }
 
 /// The upload named `id`, if it is the current one.
@@ -312,24 +429,19 @@ async fn upload(
 
 async fn head(s: &Shared, id: &str) -> Result<Response, AppError> {
     let (offset, length) = match find(s, id) {
-        Ok(t) => {
-            // The sender's own count is the truth; while a PATCH holds it, the last recorded
-            // offset (a resumed PATCH re-checks under the lock anyway).
-            let offset = match t.sender.try_lock() {
-                Ok(guard) => guard.as_ref().map_or(t.offset(), PushSender::offset),
-                Err(_) => t.offset(),
-            };
-            (offset, t.length)
-        }
+        Ok(t) => (current_offset(&t), t.length()),
         Err(e) if e.status == StatusCode::CONFLICT => {
             let length = s.completed_tus_length().unwrap_or(0);
-            (length, length)
+            (length, Some(length))
         }
         Err(e) => return Err(e),
     };
     let mut h = HeaderMap::new();
     h.insert("upload-offset", offset.into());
-    h.insert("upload-length", length.into());
+    match length {
+        Some(length) => h.insert("upload-length", length.into()),
+        None => h.insert("upload-defer-length", HeaderValue::from_static("1")),
+    };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((StatusCode::OK, tus_headers(h)).into_response())
 }
@@ -349,6 +461,7 @@ async fn patch(s: &Shared, id: &str, req: http::Request<Body>) -> Result<Respons
     }
     let claimed = number(&headers, "upload-offset")?
         .ok_or_else(|| tus_error(StatusCode::BAD_REQUEST, "Upload-Offset is required"))?;
+    let declared = number(&headers, "upload-length")?;
     t.expect(&headers)?;
     let checksum = headers
         .get("upload-checksum")
@@ -382,18 +495,21 @@ async fn patch(s: &Shared, id: &str, req: http::Request<Body>) -> Result<Respons
         )
         .with_header("upload-offset", offset.to_string()));
     }
+    if let Some(length) = declared {
+        t.declare_length(length, offset)?;
+    }
     if offset > 0 {
         s.extra
             .resumes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    let remaining = t.length - offset;
+    let remaining = t.length().map(|l| l - offset);
     let body = req.into_body().into_data_stream();
     let fed = match checksum {
         Some((algorithm, want)) => {
-            let limit = remaining.min(MAX_VERIFIED_PATCH);
+            let limit = remaining.map_or(MAX_VERIFIED_PATCH, |r| r.min(MAX_VERIFIED_PATCH));
             let data = collect(body, limit, s.body_idle).await.map_err(|e| match e {
-                PumpError::TooLong { .. } if remaining > MAX_VERIFIED_PATCH => tus_error(
+                PumpError::TooLong { .. } if remaining.is_none_or(|r| r > MAX_VERIFIED_PATCH) => tus_error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
                         "a PATCH with Upload-Checksum may carry at most {MAX_VERIFIED_PATCH} bytes; send smaller chunks"
@@ -414,7 +530,7 @@ async fn patch(s: &Shared, id: &str, req: http::Request<Body>) -> Result<Respons
                 .map(|()| data.len() as u64)
                 .map_err(|_| PumpError::PipelineClosed)
         }
-        None => pump(body, sender, Some(remaining), s.body_idle).await,
+        None => pump(body, sender, remaining, s.body_idle).await,
     };
     let offset = sender.offset();
     t.record(offset);
@@ -423,7 +539,7 @@ async fn patch(s: &Shared, id: &str, req: http::Request<Body>) -> Result<Respons
         Err(PumpError::PipelineClosed) => return Err(failed(s, &t, &mut guard).await),
         Err(e) => return Err(pump_error(e, offset)),
     }
-    if offset == t.length {
+    if t.length() == Some(offset) {
         let mut h = HeaderMap::new();
         h.insert("upload-offset", offset.into());
         return complete(s, &t, &mut guard, StatusCode::NO_CONTENT, h).await;
@@ -500,9 +616,10 @@ async fn complete(
     };
     match outcome(result).await {
         Ok(written) => {
-            tracing::info!(id = %t.id, length = t.length, "Resumable upload complete.");
-            s.complete_tus(&t.id, t.length, written.clone());
-            Ok(success(status, &written, tus_headers(headers)))
+            let length = t.length().unwrap_or_else(|| t.offset());
+            tracing::info!(id = %t.id, length, "Resumable upload complete.");
+            s.complete_tus(&t.id, length, written.clone());
+            Ok(success(s, status, &written, tus_headers(headers)))
         }
         Err(e) => {
             s.set_phase(Phase::Idle);

@@ -1,4 +1,4 @@
-//! Progress in Prometheus text format, and the importer's HTTPS server for it at
+//! Progress in Prometheus text format, and the HTTPS server the importer and the cloner serve it on at
 //! `:8443/metrics` (a self-signed certificate made at start). `<prefix>_progress_total{ownerUID}`
 //! is the percentage of the source consumed (we convert while streaming, so it moves through
 //! the whole transfer): `kubevirt_cdi_import_progress_total` from the importer, as upstream,
@@ -22,6 +22,8 @@ pub struct Extra {
 pub const IMPORT_PREFIX: &str = "kubevirt_cdi_import";
 /// The upload server's.
 pub const UPLOAD_PREFIX: &str = "kubevirt_cdi_upload";
+/// The cloner's (`kubevirt_cdi_clone_progress_total`, as upstream).
+pub const CLONE_PREFIX: &str = "kubevirt_cdi_clone";
 
 /// Renders the metrics text; every name starts with `prefix`.
 pub fn render(prefix: &str, owner_uid: &str, progress: &Progress, extra: &Extra) -> String {
@@ -62,9 +64,30 @@ pub fn render(prefix: &str, owner_uid: &str, progress: &Progress, extra: &Extra)
     out
 }
 
+/// [`serve`], logging where it listens, or why it could not (the work goes on without it).
+pub fn start(
+    addr: &str,
+    prefix: &'static str,
+    owner_uid: String,
+    progress: &Arc<Progress>,
+    extra: &Arc<Extra>,
+) {
+    match serve(
+        addr,
+        prefix,
+        owner_uid,
+        Arc::clone(progress),
+        Arc::clone(extra),
+    ) {
+        Ok(addr) => tracing::info!(%addr, "Serving metrics over HTTPS."),
+        Err(e) => tracing::warn!(error = %e, %addr, "Metrics server not started."),
+    }
+}
+
 /// Starts the HTTPS metrics server on `addr` in a background thread; returns the bound address.
 pub fn serve(
     addr: &str,
+    prefix: &'static str,
     owner_uid: String,
     progress: Arc<Progress>,
     extra: Arc<Extra>,
@@ -72,6 +95,7 @@ pub fn serve(
     let cert = rcgen::generate_simple_self_signed(vec![
         "localhost".to_string(),
         "cdi-importer".to_string(),
+        "cdi-cloner".to_string(),
     ])?;
     let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
         .map_err(|e| anyhow::anyhow!("metrics key: {e}"))?;
@@ -110,7 +134,7 @@ pub fn serve(
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("");
                 let (status, body) = if path == "/metrics" {
-                    ("200 OK", render(IMPORT_PREFIX, &uid, &progress, &extra))
+                    ("200 OK", render(prefix, &uid, &progress, &extra))
                 } else {
                     ("404 Not Found", String::new())
                 };

@@ -154,19 +154,37 @@ impl TargetSpec {
         progress: &Arc<Progress>,
     ) -> Result<Written, Failure> {
         let sink = self.open().map_err(Failure::untouched)?;
-        let report = cdi_datapath::import(source, sink, spec, progress)?;
-        tracing::info!(
-            format = %report.format_chain(),
-            source_bytes = report.source_bytes,
-            written = report.written,
-            holes = report.holes,
-            seconds = report.elapsed.as_secs_f64(),
-            "Image written."
-        );
-        Ok(Written {
-            preallocation_applied: report.sink.preallocated,
-            digest: report.digest,
-        })
+        import_into(sink, source, spec, progress)
+    }
+
+    /// Writes a clone stream from `source`: the target gets exactly the source's size (a
+    /// Filesystem target is not grown to the claim's usable space, so it is the source byte for
+    /// byte), and a source larger than the target is refused from the stream's header, before
+    /// anything is written.
+    pub fn write_clone(
+        &self,
+        source: Box<dyn Source>,
+        spec: &ImportSpec,
+        progress: &Arc<Progress>,
+    ) -> Result<Written, Failure> {
+        let sink: Box<dyn Sink> = match &self.destination {
+            Destination::Block(_) => self.open().map_err(Failure::untouched)?,
+            Destination::File(p) => {
+                let dir = parent(p);
+                let limit = match self.file_capacity(dir).map_err(Failure::untouched)? {
+                    Some(capacity) => capacity,
+                    None => filesystem_available(dir).map_err(|e| {
+                        Failure::untouched(Error::target("checking free space on", dir, e))
+                    })?,
+                };
+                Box::new(
+                    FileSink::create(p, self.options(None, ZeroMode::Punch))
+                        .map_err(Failure::untouched)?
+                        .with_limit(Some(limit)),
+                )
+            }
+        };
+        import_into(sink, source, spec, progress)
     }
 
     /// Unpacks a (possibly compressed) tar stream from `source` into the Filesystem volume.
@@ -243,6 +261,29 @@ impl TargetSpec {
             }
         }
     }
+}
+
+/// Runs the data path from `source` into `sink` and logs what it did.
+fn import_into(
+    sink: Box<dyn Sink>,
+    source: Box<dyn Source>,
+    spec: &ImportSpec,
+    progress: &Arc<Progress>,
+) -> Result<Written, Failure> {
+    let report = cdi_datapath::import(source, sink, spec, progress)?;
+    tracing::info!(
+        format = %report.format_chain(),
+        size = report.decode.image_size,
+        source_bytes = report.source_bytes,
+        written = report.written,
+        holes = report.holes,
+        seconds = report.elapsed.as_secs_f64(),
+        "Image written."
+    );
+    Ok(Written {
+        preallocation_applied: report.sink.preallocated,
+        digest: report.digest,
+    })
 }
 
 /// The directory a file target lives in.

@@ -10,7 +10,25 @@ use cdi_apiserver::issuer::{IssueError, TokenIssuer};
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 
-/// Issues `token:<namespace>/<pvc>` (or fails, when told to).
+/// A response's status and body: JSON when it is, else the text as a JSON string.
+pub async fn status_and_body(
+    response: http::Response<axum::body::Body>,
+) -> (http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    (status, body)
+}
+
+/// Issues `token:<namespace>/<pvc>` and `clone:…` tokens (or fails, when told to).
 #[derive(Debug, Default)]
 pub struct StubIssuer {
     pub fail: bool,
@@ -22,6 +40,20 @@ impl TokenIssuer for StubIssuer {
             return Err("the key is broken".into());
         }
         Ok(format!("token:{namespace}/{pvc_name}"))
+    }
+
+    /// `clone:<source ns>/<source name>-><target ns>/<target name>`.
+    fn issue_clone(&self, request: &cdi_token::CloneRequest) -> Result<String, IssueError> {
+        if self.fail {
+            return Err("the key is broken".into());
+        }
+        Ok(format!(
+            "clone:{}/{}->{}/{}",
+            request.source.namespace,
+            request.source.name,
+            request.target_namespace,
+            request.target_name
+        ))
     }
 }
 

@@ -7,19 +7,19 @@
 //!                                   ▲ broken? back off, HEAD: the server's offset
 //! ```
 //!
-//! `tus.rs` makes the requests, `session.rs` decides what comes next, `reader.rs` streams a
+//! `cdi_tusclient` makes the requests (shared with `cdi-cloner`), `session.rs` decides what comes next, `reader.rs` streams a
 //! range of the file as a body, `hash.rs` keeps the whole file's digest right across resumes, `state.rs` lets a later run continue an interrupted
 //! upload, `progress.rs` shows it, `auth.rs` holds (and renews) the token.
 
 pub mod auth;
-mod backoff;
 pub mod error;
 mod hash;
 pub mod progress;
 mod reader;
 mod session;
 pub mod state;
-pub mod tus;
+/// The requests, shared with `cdi-cloner` in `cdi-tusclient`.
+pub use cdi_tusclient::requests as tus;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

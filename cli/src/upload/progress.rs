@@ -3,7 +3,7 @@
 //! (a resume, a retry) go through the display so they do not tear the bar.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -13,25 +13,7 @@ use crate::args::ProgressArg;
 use crate::report::bytes;
 
 /// Counters the uploader writes and the display reads.
-#[derive(Debug, Default)]
-pub struct Meter {
-    pub total: AtomicU64,
-    /// Bytes the server has confirmed.
-    pub confirmed: AtomicU64,
-    /// Bytes of the current request handed to the connection.
-    pub in_flight: AtomicU64,
-}
-
-impl Meter {
-    pub fn position(&self) -> u64 {
-        self.confirmed.load(Ordering::Relaxed) + self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub fn confirm(&self, offset: u64) {
-        self.in_flight.store(0, Ordering::Relaxed);
-        self.confirmed.store(offset, Ordering::Relaxed);
-    }
-}
+pub use cdi_tusclient::Meter;
 
 /// How often the bar is redrawn.
 const TICK: Duration = Duration::from_millis(100);

@@ -32,7 +32,6 @@ use cdi_datapath::{Algorithm, Checksum, ErrorKind};
 use reqwest::Url;
 
 use super::auth::Auth;
-use super::backoff::Backoff;
 use super::error::UploadError;
 use super::hash::{Buffered, ConfirmedHash};
 use super::progress::{Display, Meter};
@@ -40,6 +39,7 @@ use super::reader::{Read, range_body};
 use super::state::{FileStamp, Saved, StateFile};
 use super::tus::{Failure, PatchBody, Patched, Refusal, Tus, metadata};
 use crate::report::bytes as human;
+use cdi_tusclient::Backoff;
 
 /// The last bytes of the file go in one PATCH held in memory, of at most this many, with the
 /// whole file's digest.
@@ -331,7 +331,7 @@ impl Session<'_> {
         let created = self
             .plan
             .tus
-            .create(self.size(), &self.metadata, self.auth.token())
+            .create(Some(self.size()), &self.metadata, self.auth.token())
             .await;
         match created {
             Ok(c) => {

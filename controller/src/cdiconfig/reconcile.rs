@@ -49,6 +49,7 @@ pub async fn run(
     let configs: Api<CdiConfig> = Api::all(ctx.client.clone());
     let classes: Api<StorageClass> = Api::all(ctx.client.clone());
     Controller::new(configs, watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch_backoff())
         .watches(classes, watcher::Config::default(), |_| {
             Some(ObjectRef::new(CDI_CONFIG_NAME))
         })

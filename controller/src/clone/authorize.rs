@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use cdi_crds::DataVolume;
 use cdi_crds::annotations::clone;
-use cdi_token::{Operation, Validator};
+use cdi_token::{CloneRequest, CloneSourceKind, Validator};
 
 use super::source::CloneSource;
 use crate::Context;
@@ -46,32 +46,36 @@ pub fn check_with(
                 .into(),
         ));
     };
-    let Some(token) = dv
+    let token = dv
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(clone::TOKEN))
-    else {
+        .and_then(|a| a.get(clone::TOKEN));
+    if token.is_none() {
         return Err(denied(format!(
             "the DataVolume carries no {} annotation, which cdi-apiserver's webhook adds when \
              the creator may clone from {}; check that the webhook is installed",
             clone::TOKEN,
             source.namespace()
         )));
-    };
-    let payload = validator
-        .validate_for(token, &Operation::Clone, now)
-        .map_err(|e| denied(format!("its clone token is not valid: {e}")))?;
-    let names_source = payload.namespace == source.namespace() && payload.name == source.name();
-    if !names_source || payload.clone_target() != Some((target_ns, target)) {
-        return Err(denied(format!(
-            "its clone token is for {}/{} into {:?}, not for this clone",
-            payload.namespace,
-            payload.name,
-            payload.clone_target()
-        )));
     }
-    Ok(())
+    let (kind, namespace, name) = match source {
+        CloneSource::Pvc { namespace, name } => (CloneSourceKind::Pvc, namespace, name),
+        CloneSource::Snapshot { namespace, name } => (CloneSourceKind::Snapshot, namespace, name),
+    };
+    let request = CloneRequest {
+        source: cdi_token::CloneSource {
+            kind,
+            namespace: namespace.clone(),
+            name: name.clone(),
+        },
+        target_namespace: target_ns.to_owned(),
+        target_name: target.to_owned(),
+    };
+    validator
+        .validate_clone(token.map(String::as_str), &request, now)
+        .map(|_| ())
+        .map_err(|e| denied(format!("its clone token is not valid: {e}")))
 }
 
 #[cfg(test)]
@@ -177,7 +181,7 @@ mod tests {
                     &Payload::clone_claim("fedora", "golden", "other-disk", ns),
                 ),
                 t0(),
-                Some("not for this clone"),
+                Some("not valid"),
             ),
             (
                 "another source",
@@ -187,7 +191,7 @@ mod tests {
                     &Payload::clone_claim("secret-db", "golden", "vm-disk", ns),
                 ),
                 t0(),
-                Some("not for this clone"),
+                Some("not valid"),
             ),
         ];
         for (name, validator, token, now, refused) in cases {

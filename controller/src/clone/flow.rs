@@ -17,15 +17,14 @@ use k8s_openapi::api::core::v1::{
     VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ObjectMeta, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, PostParams};
 use kube::{Resource, ResourceExt};
 
 use super::source::{self, CloneSource, Requested};
 use super::strategy::{self, ClaimFacts, CloneFacts, Decision, Strategy};
 use crate::context::EventSpec;
 use crate::datavolume::plan::{self, PlanError, SourceSize, StorageView};
+use crate::objects::{create_or_get as create_or_keep, delete_if_present};
 use crate::{Context, Error};
 
 /// How often a clone waiting for its snapshot looks again (snapshots are not watched).
@@ -466,21 +465,16 @@ pub async fn reconcile(
             };
             let storage = TargetStorage::of(&rendered, ctx, override_strategy);
             let decision = decide_for_claim(dv, &src, &rendered, &storage, &view);
+            let strategy = match chosen(&decision) {
+                Ok(s) => s,
+                Err(wait) => return Ok(CloneStep::waiting(wait)),
+            };
             let mut step = CloneStep {
                 events: fallback_events(&decision),
                 ..Default::default()
             };
-            match &decision {
-                Decision::Invalid { message } => {
-                    return Ok(CloneStep::waiting(PlanError::waiting(
-                        "CloneValidationFailed",
-                        message.clone(),
-                    )));
-                }
-                Decision::Clone {
-                    strategy: Strategy::Snapshot,
-                    ..
-                } => {
+            match strategy {
+                Strategy::Snapshot => {
                     let snapshots: Api<DynamicObject> =
                         Api::namespaced_with(ctx.client.clone(), &ns, &snapshot_resource());
                     let snapshot_name = cdi_crds::naming::clone_snapshot(&uid);
@@ -508,7 +502,7 @@ pub async fn reconcile(
                     let claim = target_claim(rendered, &decision, &source, Some(&snapshot_name));
                     step.claim = create_claim(&claims, claim).await?;
                 }
-                Decision::Clone { .. } => {
+                Strategy::Copy | Strategy::CsiClone => {
                     let claim = target_claim(rendered, &decision, &source, None);
                     step.claim = create_claim(&claims, claim).await?;
                 }
@@ -560,21 +554,16 @@ pub async fn reconcile(
                 &storage,
                 &view,
             );
+            let strategy = match chosen(&decision) {
+                Ok(s) => s,
+                Err(wait) => return Ok(CloneStep::waiting(wait)),
+            };
             let mut step = CloneStep {
                 events: fallback_events(&decision),
                 ..Default::default()
             };
-            match &decision {
-                Decision::Invalid { message } => {
-                    return Ok(CloneStep::waiting(PlanError::waiting(
-                        "CloneValidationFailed",
-                        message.clone(),
-                    )));
-                }
-                Decision::Clone {
-                    strategy: Strategy::Copy,
-                    ..
-                } => {
+            match strategy {
+                Strategy::Copy => {
                     // Restore beside the snapshot, then copy that claim.
                     let Some(class) = driver.as_deref().and_then(|d| view.class_of_provisioner(d))
                     else {
@@ -597,12 +586,22 @@ pub async fn reconcile(
                     let claim = target_claim(rendered, &decision, &source, Some(&restored_name));
                     step.claim = create_claim(&claims, claim).await?;
                 }
-                Decision::Clone { .. } => {
+                Strategy::Snapshot | Strategy::CsiClone => {
                     let claim = target_claim(rendered, &decision, &source, None);
                     step.claim = create_claim(&claims, claim).await?;
                 }
             }
             Ok(step)
+        }
+    }
+}
+
+/// The strategy `decision` chose, or why the clone waits (a target smaller than its source).
+fn chosen(decision: &Decision) -> Result<Strategy, PlanError> {
+    match decision {
+        Decision::Clone { strategy, .. } => Ok(*strategy),
+        Decision::Invalid { message } => {
+            Err(PlanError::waiting("CloneValidationFailed", message.clone()))
         }
     }
 }
@@ -693,30 +692,6 @@ async fn create_claim(
             Ok(Some(created))
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn create_or_keep<K>(api: &Api<K>, object: &K) -> Result<K, Error>
-where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), object).await {
-        Ok(created) => Ok(created),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(api
-            .get(&object.meta().name.clone().unwrap_or_default())
-            .await?),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -33,7 +33,7 @@ use crate::clone::flow::{SnapshotFacts, snapshot_resource};
 use crate::context::{EventSpec, object_key};
 use crate::datavolume::plan::StorageView;
 use crate::metrics::{CronLabels, CronOutdatedLabels};
-use crate::{Context, Error};
+use crate::{Context, Error, objects};
 
 const CONTROLLER: &str = "dataimportcron";
 /// Holds a cron until what `retentionPolicy: None` deletes is gone.
@@ -141,7 +141,7 @@ pub async fn reconcile_cron(
     let dvs: Api<DataVolume> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(name) = &decision.delete_failed {
         tracing::info!(dv = %name, "Deleting the failed import before importing the new digest.");
-        ignore_not_found(dvs.delete(name, &DeleteParams::default()).await.map(|_| ()))?;
+        objects::delete_if_present(&dvs, name).await?;
     }
     if let Some((name, digest)) = &decision.create {
         let pinned = registry_url(&cron)
@@ -503,19 +503,12 @@ async fn keep_as_snapshot(
             );
             let api: Api<DynamicObject> =
                 Api::namespaced_with(ctx.client.clone(), &ns, &snapshot_resource());
-            match api.create(&PostParams::default(), &snapshot).await {
-                Ok(_) => tracing::info!(snapshot = %name, "Snapshotting the import."),
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
+            objects::create_or_keep(&api, &snapshot).await?;
+            tracing::info!(snapshot = %name, "Snapshotting the import.");
         }
         Some(true) if state.data_volume_phase.is_some() || state.claim_bound => {
             tracing::info!(dv = %name, "The snapshot is ready; deleting the import's DataVolume.");
-            ignore_not_found(
-                dvs.delete(name, &DeleteParams::background())
-                    .await
-                    .map(|_| ()),
-            )?;
+            objects::delete_if_present(dvs, name).await?;
         }
         Some(_) => {}
     }
@@ -608,20 +601,11 @@ async fn collect_garbage(
         .collect();
     for name in imports::to_collect(snapshot_candidates, keep, &protected) {
         tracing::info!(snapshot = %name, keep, "Deleting an outdated snapshot import.");
-        ignore_not_found(
-            snapshots
-                .delete(&name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
+        objects::delete_if_present(&snapshots, &name).await?;
     }
     for name in imports::to_collect(candidates, keep, &protected) {
         tracing::info!(dv = %name, keep, "Deleting an outdated import.");
-        ignore_not_found(
-            dvs.delete(&name, &DeleteParams::background())
-                .await
-                .map(|_| ()),
-        )?;
+        objects::delete_if_present(dvs, &name).await?;
         ctx.publish(
             &cron.object_ref(&()),
             &EventSpec::normal(
@@ -667,11 +651,7 @@ async fn update_data_source(
                 what: "the managed DataSource",
                 source,
             })?;
-        return match api.create(&PostParams::default(), &ds).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        };
+        return objects::create_or_keep(&api, &ds).await;
     };
     let Some(pvc) = last else {
         return Ok(());
@@ -719,11 +699,7 @@ async fn finalize(
         );
         let dvs: Api<DataVolume> = Api::namespaced(ctx.client.clone(), ns);
         for dv in dvs.list(&ListParams::default().labels(&selector)).await? {
-            ignore_not_found(
-                dvs.delete(&dv.name_any(), &DeleteParams::background())
-                    .await
-                    .map(|_| ()),
-            )?;
+            objects::delete_if_present(&dvs, &dv.name_any()).await?;
         }
         let snapshots: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), ns, &snapshot_resource());
@@ -733,12 +709,7 @@ async fn finalize(
             .await
         {
             for snapshot in list.items {
-                ignore_not_found(
-                    snapshots
-                        .delete(&snapshot.name_any(), &DeleteParams::default())
-                        .await
-                        .map(|_| ()),
-                )?;
+                objects::delete_if_present(&snapshots, &snapshot.name_any()).await?;
             }
         }
         let sources: Api<DataSource> = Api::namespaced(ctx.client.clone(), ns);
@@ -746,12 +717,7 @@ async fn finalize(
             .list(&ListParams::default().labels(&selector))
             .await?
         {
-            ignore_not_found(
-                sources
-                    .delete(&ds.name_any(), &DeleteParams::default())
-                    .await
-                    .map(|_| ()),
-            )?;
+            objects::delete_if_present(&sources, &ds.name_any()).await?;
         }
         tracing::info!("Deleted the cron's imports and DataSource (retentionPolicy None).");
     }

@@ -36,7 +36,8 @@ pub async fn run(
     let controller = Controller::new(
         Api::<DataSource>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .trigger_backoff(crate::backoff::watch_backoff());
     let store = controller.store();
     let (by_claim, by_dv, by_ds) = (store.clone(), store.clone(), store.clone());
     controller

@@ -38,7 +38,8 @@ pub async fn run(
     let client = ctx.client.clone();
     let dvs: Api<DataVolume> = Api::all(client.clone());
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
-    let controller = Controller::new(dvs, watcher::Config::default());
+    let controller = Controller::new(dvs, watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch_backoff());
     let store = controller.store();
     controller
         .owns(claims, watcher::Config::default())

@@ -59,6 +59,7 @@ pub async fn run(
     let profiles: Api<StorageProfile> = Api::all(client.clone());
 
     let mut class_controller = Controller::new(classes.clone(), watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch_backoff())
         // Spec edits (and deletions) of a profile re-reconcile its class.
         .watches(profiles.clone(), watcher::Config::default(), |p| {
             Some(ObjectRef::<StorageClass>::new(&p.name_any()))
@@ -97,6 +98,7 @@ pub async fn run(
         .for_each(|_| futures::future::ready(()));
 
     let orphans_done = Controller::new(profiles, watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch_backoff())
         .watches(classes, watcher::Config::default(), |sc| {
             Some(ObjectRef::<StorageProfile>::new(&sc.name_any()))
         })

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use cdi_crds::annotations::{clone, condition, content, import, pod as pod_ann, switches};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -18,8 +18,10 @@ use kube::{Resource, ResourceExt};
 use super::cloner::{self, CloneRequest};
 use super::state::{Next, observe};
 use super::{WorkerKind, importer, pod, upload};
+use crate::apply;
 use crate::context::{EventSpec, object_key};
 use crate::metrics::ControllerLabels;
+use crate::objects::{create_or_keep, delete_if_present};
 use crate::{Context, Error, naming};
 
 const CONTROLLER: &str = "worker";
@@ -39,6 +41,7 @@ pub async fn run(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
     )
+    .trigger_backoff(crate::backoff::watch_backoff())
     .owns(Api::<Pod>::all(client.clone()), owned())
     .owns(Api::<Service>::all(client.clone()), owned())
     .owns(Api::<Secret>::all(client.clone()), owned())
@@ -118,6 +121,13 @@ async fn reconcile_claim(
         if let Some(wait) = ctx.worker_backoff.wait(claim) {
             return Ok(Action::requeue(wait));
         }
+        // The cached claim may lag behind what this controller wrote (the pod just finished
+        // and was deleted): only the claim as it is now can say a new pod is due.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        match claims.get_opt(&name).await? {
+            Some(now) if still_to_fill(&now) => {}
+            _ => return Ok(Action::await_change()),
+        }
         create_worker(claim, kind, ctx, &ns).await?;
         ctx.worker_backoff.created(claim);
         patch_annotations(ctx, claim, &kind.created_annotations(&pod_name), None).await?;
@@ -177,6 +187,15 @@ async fn reconcile_claim(
         }
     }
     Ok(Action::await_change())
+}
+
+/// Whether `claim` still needs its worker: not being deleted, not done, not failed for good.
+fn still_to_fill(claim: &PersistentVolumeClaim) -> bool {
+    let a = claim.metadata.annotations.as_ref();
+    let is = |k: &str, v: &str| a.and_then(|a| a.get(k)).is_some_and(|x| x == v);
+    claim.metadata.deletion_timestamp.is_none()
+        && !is(pod_ann::PHASE, "Succeeded")
+        && !is(import::FATAL_ERROR, "true")
 }
 
 /// What decides whether a claim's worker pod may start.
@@ -328,28 +347,6 @@ async fn copy_proxy_ca(
         ..Default::default()
     };
     create_or_keep(&Api::<ConfigMap>::namespaced(ctx.client.clone(), ns), &copy).await
-}
-
-async fn create_or_keep<K>(api: &Api<K>, object: &K) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), object).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Deletes the worker pod and the objects its kind keeps beside it (all but the Service when
@@ -584,40 +581,63 @@ async fn fail_clone(
     cleanup(ctx, claim, WorkerKind::CloneTarget, false).await
 }
 
-/// Merges `update` into the claim's annotations (and `labels` into its labels) when anything
-/// differs.
+/// Sets `update` in the claim's annotations (and `labels` in its labels) by server-side apply,
+/// when anything differs ([`crate::apply`]: the apply also names every key this controller set
+/// before, so none is dropped).
 async fn patch_annotations(
     ctx: &Context,
     claim: &PersistentVolumeClaim,
     update: &BTreeMap<String, String>,
     labels: Option<&BTreeMap<String, String>>,
 ) -> Result<(), Error> {
-    let current = claim.metadata.annotations.clone().unwrap_or_default();
-    let current_labels = claim.metadata.labels.clone().unwrap_or_default();
-    let annotations_same = update.iter().all(|(k, v)| current.get(k) == Some(v));
-    let labels_same =
-        labels.is_none_or(|l| l.iter().all(|(k, v)| current_labels.get(k) == Some(v)));
-    if annotations_same && labels_same {
+    let meta = &claim.metadata;
+    let manager = crate::FIELD_MANAGER;
+    let annotations = apply::applied_set(
+        meta,
+        meta.annotations.as_ref(),
+        manager,
+        "annotations",
+        update,
+    );
+    let labels = labels
+        .filter(|l| !l.is_empty())
+        .and_then(|l| apply::applied_set(meta, meta.labels.as_ref(), manager, "labels", l));
+    if annotations.is_none() && labels.is_none() {
         return Ok(());
     }
     let ns = claim
         .namespace()
         .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut metadata = serde_json::json!({ "annotations": update });
-    if let Some(l) = labels.filter(|l| !l.is_empty()) {
-        metadata["labels"] = serde_json::to_value(l).map_err(|source| Error::Serialize {
-            what: "claim labels",
-            source,
-        })?;
-    }
+    let owned = |field| apply::owned_keys(meta, manager, field);
+    // A set left out would drop the keys this manager owns in it: name it as it is.
+    let annotations =
+        annotations.unwrap_or_else(|| current_of(meta.annotations.as_ref(), &owned("annotations")));
+    let labels = labels.unwrap_or_else(|| current_of(meta.labels.as_ref(), &owned("labels")));
+    let apply = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": { "name": claim.name_any(), "annotations": annotations, "labels": labels },
+    });
     api.patch(
         &claim.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&apply),
     )
     .await?;
     Ok(())
+}
+
+/// The current values of `keys` in `map`.
+fn current_of(
+    map: Option<&BTreeMap<String, String>>,
+    keys: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    map.into_iter()
+        .flatten()
+        .filter(|(k, _)| keys.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -654,6 +674,20 @@ mod tests {
         serde_json::to_value(pod).expect("pod json")
     }
 
+    const CLAIM_PATH: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/disk";
+
+    /// A mock API server that also answers the fresh read of `c`.
+    fn serving(
+        c: &PersistentVolumeClaim,
+        mut objects: BTreeMap<String, serde_json::Value>,
+    ) -> (Context, crate::fixtures::MockApi) {
+        objects.insert(
+            CLAIM_PATH.to_string(),
+            serde_json::to_value(c).expect("claim json"),
+        );
+        mock_context(objects)
+    }
+
     fn import_annotations() -> serde_json::Value {
         json!({"cdi.kubevirt.io/storage.import.endpoint": "http://server/disk.img",
                "cdi.kubevirt.io/storage.import.source": "http"})
@@ -684,14 +718,15 @@ mod tests {
 
     #[tokio::test]
     async fn bound_claim_gets_its_importer_pod_and_annotations() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim("Bound", import_annotations());
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::Importer, &ctx)
             .await
             .expect("reconciles");
         let calls = api.calls();
         assert_eq!(calls[0], format!("GET {POD_PATH}"));
-        assert_eq!(calls[1], "POST /api/v1/namespaces/ns/pods");
+        assert_eq!(calls[1], format!("GET {CLAIM_PATH}"));
+        assert_eq!(calls[2], "POST /api/v1/namespaces/ns/pods");
         let pod = api.body("POST", "/pods").expect("pod created");
         assert_eq!(pod["metadata"]["name"], "importer-disk");
         assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "http");
@@ -815,8 +850,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_pod_recreated_moments_ago_is_not_recreated_again_at_once() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim("Bound", import_annotations());
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::Importer, &ctx)
             .await
             .expect("first pod");
@@ -833,6 +868,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stale_claim_whose_worker_finished_gets_no_second_pod() {
+        // The cache still shows the claim running; the API already says it succeeded (the pod
+        // was deleted after it finished, which is what triggered this reconcile).
+        let cached = claim("Bound", import_annotations());
+        let mut done = cached.clone();
+        done.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(pod_ann::PHASE.into(), "Succeeded".into());
+        let (ctx, api) = serving(&done, BTreeMap::new());
+        reconcile_claim(&cached, WorkerKind::Importer, &ctx)
+            .await
+            .expect("reconciles");
+        assert!(
+            !api.calls().iter().any(|c| c.starts_with("POST")),
+            "{:?}",
+            api.calls()
+        );
+    }
+
+    #[tokio::test]
     async fn finished_claim_only_cleans_up() {
         let (ctx, api) = mock_context(BTreeMap::new());
         let mut a = import_annotations();
@@ -845,19 +901,20 @@ mod tests {
 
     #[tokio::test]
     async fn upload_claim_gets_secret_service_and_pod() {
-        let (ctx, api) = mock_context(BTreeMap::new());
         let c = claim(
             "Bound",
             json!({"cdi.kubevirt.io/storage.upload.target": ""}),
         );
+        let (ctx, api) = serving(&c, BTreeMap::new());
         reconcile_claim(&c, WorkerKind::UploadServer, &ctx)
             .await
             .expect("reconciles");
         let calls = api.calls();
         assert_eq!(
-            calls[..4],
+            calls[..5],
             [
                 "GET /api/v1/namespaces/ns/pods/cdi-upload-disk".to_string(),
+                format!("GET {CLAIM_PATH}"),
                 "POST /api/v1/namespaces/ns/secrets".to_string(),
                 "POST /api/v1/namespaces/ns/services".to_string(),
                 "POST /api/v1/namespaces/ns/pods".to_string(),
@@ -926,7 +983,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_clone_target_starts_with_an_upload_server_in_clone_mode() {
-            let (ctx, api) = mock_context(BTreeMap::new());
+            let (ctx, api) = serving(&target(), BTreeMap::new());
             reconcile_claim(&target(), WorkerKind::CloneTarget, &ctx)
                 .await
                 .expect("reconciles");

@@ -210,7 +210,38 @@ pub async fn service_account_kubeconfig(env: &Env, account: &str) -> PathBuf {
 }
 
 pub fn start_controller_as(env: &Env, name: &str, kubeconfig: &Path) -> ControllerProcess {
-    start_controller_process(env, name, kubeconfig, &[])
+    start_controller_with(env, name, kubeconfig, &[])
+}
+
+/// The controller as a process with `kubeconfig` and `extra` flags.
+pub fn start_controller_with(
+    env: &Env,
+    name: &str,
+    kubeconfig: &Path,
+    extra: &[String],
+) -> ControllerProcess {
+    let log = env.logs.path().join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args([
+            "--importer-image",
+            "quay.io/cdi-rs/cdi-importer:latest",
+            "--uploadserver-image",
+            "quay.io/cdi-rs/cdi-uploadserver:latest",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--namespace",
+            &env.cdi_namespace,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info,kube_runtime=warn")
+        .env("POD_NAME", name)
+        .stdout(Stdio::null())
+        .stderr(out);
+    let child = cdi_testenv::process::spawn_tied(cmd).expect("start cdi-controller");
+    ControllerProcess { child, log }
 }
 
 pub fn data_volume(name: &str, spec: serde_json::Value) -> DataVolume {
@@ -466,38 +497,6 @@ pub async fn wait_ready(what: &str, client: &reqwest::Client, url: String) {
         }
     })
     .await;
-}
-
-/// The controller as a process of `kubeconfig`'s identity, with `extra` flags after the usual
-/// ones (e.g. the test-only `--dataimportcron-poll-interval`).
-pub fn start_controller_process(
-    env: &Env,
-    name: &str,
-    kubeconfig: &Path,
-    extra: &[&str],
-) -> ControllerProcess {
-    let log = env.logs.path().join(format!("{name}.log"));
-    let out = std::fs::File::create(&log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdi-controller"));
-    cmd.arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args([
-            "--importer-image",
-            "quay.io/cdi-rs/cdi-importer:latest",
-            "--uploadserver-image",
-            "quay.io/cdi-rs/cdi-uploadserver:latest",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--namespace",
-            &env.cdi_namespace,
-        ])
-        .args(extra)
-        .env("RUST_LOG", "info,kube_runtime=warn")
-        .env("POD_NAME", name)
-        .stdout(Stdio::null())
-        .stderr(out);
-    let child = cdi_testenv::process::spawn_tied(cmd).expect("start cdi-controller");
-    ControllerProcess { child, log }
 }
 
 /// A cluster whose kubelet stand-in also plays the CSI driver and snapshotter (class

@@ -41,6 +41,9 @@ pub enum FormatChoice {
     Raw,
     /// Peel compression, then require qcow2.
     Qcow2,
+    /// cdi-rs's clone stream (`cdi_formats::clonestream`), as `cdi-cloner` sends it: no
+    /// compression, never detected, only taken when the caller says so.
+    CloneStream,
 }
 
 /// Settings the decoder needs from the pipeline.
@@ -93,10 +96,10 @@ pub(crate) fn decode(
 ) -> Result<DecodeReport, Error> {
     let mut report = DecodeReport::default();
     let head = input.peek(DETECT_LEN).map_err(Error::Source)?;
-    let first = if cfg.format == FormatChoice::Raw {
-        Format::Raw
-    } else {
-        detect(head)
+    let first = match cfg.format {
+        FormatChoice::Raw => Format::Raw,
+        FormatChoice::CloneStream => Format::CloneStream,
+        FormatChoice::Auto | FormatChoice::Qcow2 => detect(head),
     };
     if !first.is_compression() {
         // The stream is the image itself: chunks pass through without a copy.
@@ -157,7 +160,12 @@ fn route(
 }
 
 fn check_choice(cfg: &DecodeConfig, format: Format) -> Result<(), Error> {
-    if cfg.format == FormatChoice::Qcow2 && format != Format::Qcow2 {
+    let required = match cfg.format {
+        FormatChoice::Qcow2 => Format::Qcow2,
+        FormatChoice::CloneStream => Format::CloneStream,
+        FormatChoice::Auto | FormatChoice::Raw => return Ok(()),
+    };
+    if format != required {
         return Err(Error::FormatMismatch {
             what: "image",
             found: format.name(),

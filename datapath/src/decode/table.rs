@@ -27,6 +27,11 @@ const ROUTES: &[(Format, Route)] = &[
     (Format::Vhdx, Route::Decoder(&cdi_formats::vhdx::SPEC)),
     (Format::Vdi, Route::Decoder(&cdi_formats::vdi::SPEC)),
     (Format::Ova, Route::Ova),
+    // Never detected: reached only through `FormatChoice::CloneStream`.
+    (
+        Format::CloneStream,
+        Route::Decoder(&cdi_formats::clonestream::SPEC),
+    ),
 ];
 
 /// How `format` is handled.

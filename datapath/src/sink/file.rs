@@ -20,6 +20,9 @@ pub struct FileSink {
     partial: PathBuf,
     file: Option<File>,
     options: TargetOptions,
+    /// The largest image taken without growing the file to it (a clone's target keeps the
+    /// source's size); `requested_size` otherwise.
+    limit: Option<u64>,
     target: TargetWriter,
 }
 
@@ -55,8 +58,16 @@ impl FileSink {
             partial,
             file: Some(file),
             options,
+            limit: None,
             target,
         })
+    }
+
+    /// Refuses images larger than `limit` (before the first write, when the format says its
+    /// size up front) without growing the file to it.
+    pub fn with_limit(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
     }
 
     fn file(&self) -> Result<&File, Error> {
@@ -70,7 +81,10 @@ impl Sink for FileSink {
     }
 
     fn capacity(&self) -> Option<u64> {
-        self.options.requested_size
+        match (self.options.requested_size, self.limit) {
+            (Some(requested), Some(limit)) => Some(requested.min(limit)),
+            (requested, limit) => requested.or(limit),
+        }
     }
 
     fn write_at(&mut self, offset: u64, run: &[Bytes]) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 
 use std::io;
 
+use crate::clonestream::CloneStreamError;
 use crate::ova::OvaError;
 use crate::qcow2::Qcow2Error;
 use crate::vdi::VdiError;
@@ -86,6 +87,8 @@ pub enum DecodeError {
     #[error(transparent)]
     Ova(#[from] OvaError),
     #[error(transparent)]
+    CloneStream(#[from] CloneStreamError),
+    #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("keeping not-yet-mapped bytes failed: {0}")]
     Stash(#[source] io::Error),
@@ -111,6 +114,7 @@ impl DecodeError {
             DecodeError::Vhdx(e) => e.kind(),
             DecodeError::Vdi(e) => e.kind(),
             DecodeError::Ova(e) => e.kind(),
+            DecodeError::CloneStream(e) => e.kind(),
             DecodeError::Layout(LayoutError::MetadataBudget { .. }) => DecodeErrorKind::Budget,
             DecodeError::Layout(_) => DecodeErrorKind::InvalidImage,
             DecodeError::Stash(_) => DecodeErrorKind::Io,

@@ -62,6 +62,8 @@ struct Shared {
     binaries: BTreeMap<String, PathBuf>,
     /// Pods being scheduled or run, by UID, with the pid of their current process if any.
     pods: Mutex<HashMap<String, Option<u32>>>,
+    /// Bind provisioned claims at once instead of leaving it to the controller-manager.
+    bind_now: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -89,6 +91,7 @@ impl KubeletStandIn {
             root,
             binaries,
             pods: Mutex::new(HashMap::new()),
+            bind_now: std::sync::atomic::AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(provision_loop(shared.clone())),
@@ -99,6 +102,15 @@ impl KubeletStandIn {
             shared,
             csi: tokio::sync::Mutex::new(false),
         })
+    }
+
+    /// From now on, binds each claim it provisions itself, at once ([`storage::bind_now`]),
+    /// instead of leaving that to the controller-manager's binder (a few claims a second):
+    /// for benchmarks that measure what happens after binding.
+    pub fn bind_claims_at_once(&self) {
+        self.shared
+            .bind_now
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts the CSI driver stand-in and its snapshotter (once; later calls do nothing):
@@ -222,8 +234,11 @@ async fn register_node(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long a watch waits after an error before it tries again.
+const WATCH_RETRY: Duration = Duration::from_millis(250);
+
 /// The objects a watch on all of `api` reports created or changed (those listed when it starts
-/// too); a watch error is logged, naming `what`, and the watch goes on.
+/// too); a watch error is logged, naming `what`, and the watch goes on after [`WATCH_RETRY`].
 pub(crate) fn applied<K>(api: Api<K>, what: &'static str) -> impl futures::Stream<Item = K> + Send
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -234,25 +249,52 @@ where
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!("stand-in: {what} watch: {e}");
+                // Not in a tight loop while the API server is away.
+                tokio::time::sleep(WATCH_RETRY).await;
                 None
             }
         }
     })
 }
 
+/// How many claims are provisioned at once (a burst of claims is not served one by one).
+const PROVISION_PARALLEL: usize = 16;
+
 async fn provision_loop(shared: Arc<Shared>) {
     let api: Api<PersistentVolumeClaim> = Api::all(shared.client.clone());
     let mut claims = std::pin::pin!(applied(api, "claim"));
+    let slots = Arc::new(tokio::sync::Semaphore::new(PROVISION_PARALLEL));
+    // Claims being provisioned, so that a change to one meanwhile does not start it twice.
+    let busy: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     while let Some(pvc) = claims.next().await {
-        if storage::wants_volume(&pvc)
-            && let Err(e) = storage::provision(&shared.client, &shared.root, &pvc).await
-        {
-            tracing::warn!(
-                "stand-in: provisioning {}/{}: {e}",
-                pvc.namespace().unwrap_or_default(),
-                pvc.name_any()
-            );
+        if !storage::wants_volume(&pvc) {
+            continue;
         }
+        let uid = pvc.uid().unwrap_or_default();
+        if !busy.lock().is_ok_and(|mut b| b.insert(uid.clone())) {
+            continue;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (shared, busy) = (shared.clone(), busy.clone());
+        tokio::spawn(async move {
+            let mut result = storage::provision(&shared.client, &shared.root, &pvc).await;
+            if result.is_ok() && shared.bind_now.load(std::sync::atomic::Ordering::Relaxed) {
+                result = storage::bind_now(&shared.client, &pvc).await;
+            }
+            if let Err(e) = result {
+                tracing::warn!(
+                    "stand-in: provisioning {}/{}: {e}",
+                    pvc.namespace().unwrap_or_default(),
+                    pvc.name_any()
+                );
+            }
+            if let Ok(mut b) = busy.lock() {
+                b.remove(&uid);
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -274,7 +316,10 @@ async fn pod_loop(shared: Arc<Shared>) {
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!("stand-in: pod watch: {e}"),
+            Err(e) => {
+                tracing::warn!("stand-in: pod watch: {e}");
+                tokio::time::sleep(WATCH_RETRY).await;
+            }
         }
     }
 }
@@ -723,9 +768,27 @@ fn pod_status(
     }
 }
 
+/// How long a pod status update is retried while the API server cannot be reached.
+const STATUS_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Writes a pod's status, retrying while the API server is unreachable or failing (it may be
+/// restarting), as a kubelet does: a status lost then would leave the pod's state unknown
+/// to its controller for good.
 async fn patch_status(api: &Api<Pod>, name: &str, status: &PodStatus) -> Result<(), Error> {
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+    let deadline = tokio::time::Instant::now() + STATUS_RETRY_FOR;
+    loop {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code < 500 => return Err(kube::Error::Api(s).into()),
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!("stand-in: status of pod {name} not written yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

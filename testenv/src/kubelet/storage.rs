@@ -202,6 +202,48 @@ pub(crate) async fn create_volume(client: &Client, pv: &PersistentVolume) -> Res
     }
 }
 
+/// Completes the binding of `pvc` to the volume [`provision`] made for it, as the
+/// controller-manager's binder would (claim `volumeName` and bind annotations, both statuses
+/// Bound), for benchmarks that must not wait for the binder's pace.
+pub async fn bind_now(client: &Client, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
+    let (request, _) = requested_storage(pvc)?;
+    let pv_name = format!("pvc-{}", pvc.uid().unwrap_or_default());
+    let ns = pvc.namespace().unwrap_or_default();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let merge = |v: serde_json::Value| kube::api::Patch::Merge(v);
+    let params = kube::api::PatchParams::default();
+    volumes
+        .patch_status(
+            &pv_name,
+            &params,
+            &merge(serde_json::json!({"status": {"phase": "Bound"}})),
+        )
+        .await?;
+    claims
+        .patch(
+            &pvc.name_any(),
+            &params,
+            &merge(serde_json::json!({
+                "metadata": {"annotations": {
+                    "pv.kubernetes.io/bind-completed": "yes",
+                    "pv.kubernetes.io/bound-by-controller": "yes"}},
+                "spec": {"volumeName": pv_name},
+            })),
+        )
+        .await?;
+    let modes = pvc.spec.as_ref().and_then(|s| s.access_modes.clone());
+    claims
+        .patch_status(
+            &pvc.name_any(),
+            &params,
+            &merge(serde_json::json!({"status": {
+                "phase": "Bound", "accessModes": modes, "capacity": {"storage": request}}})),
+        )
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::quantity_bytes;

@@ -1,6 +1,6 @@
-//! The client side of tus 1.0 (core, creation, termination, checksum) against the upload proxy
-//! or an upload server: one function per request, each returning what the server said as a
-//! typed result. Deciding what to do next is [`super::session`]'s job.
+//! The client side of tus 1.0 (core, creation with a deferred length, termination, checksum)
+//! against the upload proxy or an upload server: one function per request, each returning what
+//! the server said as a typed result. Deciding what to do next is the caller's job.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +13,7 @@ use cdi_datapath::{Algorithm, Checksum};
 use reqwest::{Response, StatusCode, Url};
 use sha2::{Digest, Sha256};
 
-use super::progress::Meter;
+use crate::Meter;
 
 /// The resumable upload endpoint, on the proxy and on the upload server alike.
 pub const TUS_PATH: &str = "/v1beta1/upload-tus";
@@ -84,6 +84,9 @@ impl std::fmt::Display for Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
     pub location: Url,
+    /// The server's `Upload-Offset`: 0 for a new upload, more when a clone server hands a
+    /// restarted cloner the upload it had begun.
+    pub offset: u64,
     /// For an empty upload, created complete: the server's digest.
     pub complete: Option<Option<Checksum>>,
 }
@@ -106,12 +109,24 @@ pub struct Patched {
 /// What a PATCH carries.
 pub struct PatchBody {
     body: reqwest::Body,
-    len: u64,
+    /// `Content-Length`, when known before the body is produced.
+    len: Option<u64>,
+    /// `Upload-Length` declared with this PATCH, for an upload created with a deferred length.
+    declare_length: Option<u64>,
     /// `Upload-Checksum`: the digest of these bytes, when they were in memory to hash first.
     chunk_checksum: Option<String>,
     /// `X-CDI-Checksum`: the digest of the whole upload, sent with its last bytes so that the
     /// server checks it before it commits the image.
     whole: Option<Checksum>,
+}
+
+impl std::fmt::Debug for PatchBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatchBody")
+            .field("len", &self.len)
+            .field("declare_length", &self.declare_length)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PatchBody {
@@ -132,7 +147,8 @@ impl PatchBody {
         }));
         PatchBody {
             body: reqwest::Body::wrap_stream(stream),
-            len,
+            len: Some(len),
+            declare_length: None,
             chunk_checksum: Some(checksum),
             whole,
         }
@@ -143,10 +159,29 @@ impl PatchBody {
     pub fn streamed(body: reqwest::Body, len: u64) -> PatchBody {
         PatchBody {
             body,
-            len,
+            len: Some(len),
+            declare_length: None,
             chunk_checksum: None,
             whole: None,
         }
+    }
+
+    /// A body whose length is known only once it is produced (sent chunked); its producer
+    /// sets [`Meter::body_done`] after its last byte.
+    pub fn of_unknown_length(body: reqwest::Body) -> PatchBody {
+        PatchBody {
+            body,
+            len: None,
+            declare_length: None,
+            chunk_checksum: None,
+            whole: None,
+        }
+    }
+
+    /// Declares the upload's length with this PATCH (`Upload-Length`, for a deferred one).
+    pub fn declaring_length(mut self, length: u64) -> PatchBody {
+        self.declare_length = Some(length);
+        self
     }
 }
 
@@ -267,17 +302,20 @@ impl Tus {
         r
     }
 
-    /// POST: a new upload of `length` bytes.
+    /// POST: a new upload of `length` bytes, or of a length given later with a PATCH.
     pub async fn create(
         &self,
-        length: u64,
+        length: Option<u64>,
         metadata: &str,
         token: Option<&str>,
     ) -> Result<Created, Failure> {
         let mut r = self
             .request(reqwest::Method::POST, &self.endpoint, token)
-            .header("upload-length", length.to_string())
             .timeout(SHORT_REQUEST);
+        r = match length {
+            Some(length) => r.header("upload-length", length.to_string()),
+            None => r.header("upload-defer-length", "1"),
+        };
         if !metadata.is_empty() {
             r = r.header("upload-metadata", metadata);
         }
@@ -293,8 +331,13 @@ impl Tus {
             .ok_or_else(|| {
                 Failure::Transport("the server created the upload but sent no Location".into())
             })?;
-        let complete = (length == 0).then(|| server_digest(response.headers()));
-        Ok(Created { location, complete })
+        let complete = (length == Some(0)).then(|| server_digest(response.headers()));
+        let offset = offset_header(response.headers()).unwrap_or(0);
+        Ok(Created {
+            location,
+            offset,
+            complete,
+        })
     }
 
     /// HEAD: how much of the upload the server has.
@@ -330,11 +373,17 @@ impl Tus {
         meter: &Arc<Meter>,
     ) -> Result<Patched, Failure> {
         meter.in_flight.store(0, Ordering::Relaxed);
+        meter.body_done.store(false, Ordering::Relaxed);
         let mut request = self
             .request(reqwest::Method::PATCH, location, token)
             .header("upload-offset", offset.to_string())
-            .header("content-type", "application/offset+octet-stream")
-            .header("content-length", body.len.to_string());
+            .header("content-type", "application/offset+octet-stream");
+        if let Some(len) = body.len {
+            request = request.header("content-length", len.to_string());
+        }
+        if let Some(length) = body.declare_length {
+            request = request.header("upload-length", length.to_string());
+        }
         if let Some(checksum) = body.chunk_checksum {
             request = request.header("upload-checksum", checksum);
         }
@@ -381,7 +430,7 @@ impl Tus {
 async fn watched(
     send: impl std::future::Future<Output = reqwest::Result<Response>>,
     meter: &Meter,
-    len: u64,
+    len: Option<u64>,
     answer_within: Duration,
 ) -> Result<Response, Failure> {
     tokio::pin!(send);
@@ -398,7 +447,11 @@ async fn watched(
                     seen = now;
                     moved_at = Instant::now();
                 }
-                if now >= len {
+                let sent = match len {
+                    Some(len) => now >= len,
+                    None => meter.body_done.load(Ordering::Relaxed),
+                };
+                if sent {
                     let at = *sent_at.get_or_insert_with(Instant::now);
                     if at.elapsed() > answer_within {
                         return Err(Failure::Transport(format!(

@@ -16,6 +16,12 @@ pub struct Backoff {
     rng: u64,
 }
 
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
 impl Backoff {
     pub fn new() -> Self {
         let seed = std::time::SystemTime::now()
