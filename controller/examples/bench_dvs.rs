@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cdi_crds::DataVolume;
@@ -20,44 +19,14 @@ use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
+mod support;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// User+system CPU seconds and peak RSS (MiB) of process `pid`, from /proc.
-fn process_usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name.
-    let clock_ticks = 100.0;
-    let cpu = (ticks(11) + ticks(12)) / clock_ticks;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kib / 1024.0)
-}
-
-async fn http_ok(url: &str) -> bool {
-    match reqwest::get(url).await {
-        Ok(r) => r.status().is_success(),
-        Err(_) => false,
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -77,48 +46,8 @@ async fn main() -> anyhow::Result<()> {
     let cdi_ns = cluster.create_namespace("cdi").await?;
     let ns = cluster.create_namespace("bench").await?;
 
-    let exe = std::env::current_exe()?;
-    let target = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .ok_or_else(|| anyhow::anyhow!("no target dir above {}", exe.display()))?;
-    let controller_bin = target.join("cdi-controller");
-    anyhow::ensure!(
-        controller_bin.exists(),
-        "{} is missing: cargo build --release -p cdi-controller",
-        controller_bin.display()
-    );
-    let port = cdi_testenv::process::free_port()?;
-    let log_path =
-        std::env::temp_dir().join(format!("cdi-bench-controller-{}.log", std::process::id()));
-    let log_file = std::fs::File::create(&log_path)?;
-    let mut cmd = Command::new(&controller_bin);
-    cmd.arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .args([
-            "--importer-image",
-            "cdi-importer",
-            "--uploadserver-image",
-            "cdi-uploadserver",
-        ])
-        .args([
-            "--namespace",
-            &cdi_ns,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log_file);
-    let mut controller = cdi_testenv::process::spawn_tied(cmd)?;
-    let pid = controller.id();
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    cdi_testenv::wait::eventually(
-        "the controller to be ready",
-        Duration::from_secs(60),
-        || async { http_ok(&ready).await.then_some(()) },
-    )
-    .await?;
+    let mut controller = support::start_controller(&cluster, &cdi_ns, &[]).await?;
+    let (pid, port, log_path) = (controller.pid(), controller.port, controller.log.clone());
     let profiles: Api<cdi_crds::StorageProfile> = Api::all(client.clone());
     cdi_testenv::wait::eventually(
         "the StorageProfile of the default class",
@@ -135,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let (cpu_before, _) = process_usage(pid);
+    let (cpu_before, _) = cdi_testenv::process::usage(pid);
 
     // Record when each importer pod first shows up.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -213,12 +142,12 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|(dv, seen)| bound_at.get(dv).map(|b| seen.saturating_duration_since(*b)))
         .collect();
     after_bound.sort();
-    let (cpu_after, peak_rss) = process_usage(pid);
+    let (cpu_after, peak_rss) = cdi_testenv::process::usage(pid);
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await?
         .text()
         .await?;
-    cdi_testenv::process::stop(&mut controller, Duration::from_secs(5));
+    controller.stop();
 
     let mut latencies: Vec<Duration> = created
         .iter()

@@ -35,6 +35,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("DataImportCron {cron}: {message}")]
+    SourcePoll { cron: String, message: String },
     #[error("the watch caches stopped before they were filled: {0}")]
     WatchCaches(#[source] kube::runtime::reflector::store::WriterDropped),
 }
@@ -54,6 +56,8 @@ pub enum ErrorKind {
     Configuration,
     /// The controller could not start serving.
     Startup,
+    /// A DataImportCron's source (a registry) could not be polled: retried with back-off.
+    Source,
 }
 
 impl ErrorKind {
@@ -66,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Certificate => "certificate",
             ErrorKind::Configuration => "configuration",
             ErrorKind::Startup => "startup",
+            ErrorKind::Source => "source",
         }
     }
 }
@@ -80,6 +85,7 @@ impl Error {
             Error::Certificate(_) => ErrorKind::Certificate,
             Error::CrdsMissing | Error::ProxyCaMissing { .. } => ErrorKind::Configuration,
             Error::Bind { .. } | Error::WatchCaches(_) => ErrorKind::Startup,
+            Error::SourcePoll { .. } => ErrorKind::Source,
         }
     }
 

@@ -10,6 +10,8 @@
 //!  DataVolume (source.pvc / snapshot / sourceRef) ──clone::flow──► claim with a dataSource,
 //!      a VolumeSnapshot first, or a clone target: upload pod ◄── cloner pod on the source
 //!  DataSource ──datasource──► Ready + resolved source (what sourceRef clones)
+//!  DataImportCron ──dataimportcron──► polls a registry, a DataVolume per new digest, the
+//!      managed DataSource on the newest, old imports collected
 //!  StorageClass ──storageprofile──► StorageProfile (access/volume modes for `storage` claims)
 //!  CDIConfig ────cdiconfig────────► status (filesystem overhead, pod resources, upload proxy URL)
 //! ```
@@ -28,6 +30,7 @@ pub mod cdiconfig;
 pub mod certs;
 pub mod clone;
 pub mod context;
+pub mod dataimportcron;
 pub mod datasource;
 pub mod datavolume;
 pub mod error;

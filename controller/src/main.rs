@@ -50,6 +50,10 @@ struct Args {
     /// A kubeconfig file; the in-cluster configuration (or $KUBECONFIG) otherwise.
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
+    /// For tests: DataImportCrons with a schedule poll every this many seconds instead of on
+    /// their schedule's minutes.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    dataimportcron_poll_interval: Option<u64>,
 }
 
 #[tokio::main]
@@ -82,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
         log_format: std::env::var(cdi_logging::FORMAT_VAR)
             .ok()
             .filter(|f| !f.is_empty()),
+        dataimportcron_poll_interval: args
+            .dataimportcron_poll_interval
+            .map(std::time::Duration::from_secs),
     };
     let clone_tokens = match &args.token_public_key {
         Some(path) => {

@@ -166,6 +166,7 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> Res
         datavolume::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
         worker::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
         datasource::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
+        crate::dataimportcron::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
         storageprofile::reconcile::run(ctx.clone(), stopped(stop_rx.clone())),
         cdiconfig::reconcile::run(ctx, stopped(stop_rx.clone())),
     );

@@ -20,6 +20,9 @@ pub struct Settings {
     /// The controller's `CDI_LOG_FORMAT`, handed on to worker pods so the whole installation
     /// logs alike (unset: workers log as they default to).
     pub log_format: Option<String>,
+    /// For tests: DataImportCrons with a schedule poll this often instead of on their
+    /// schedule's minutes (`--dataimportcron-poll-interval`).
+    pub dataimportcron_poll_interval: Option<std::time::Duration>,
 }
 
 impl Default for Settings {
@@ -33,6 +36,7 @@ impl Default for Settings {
             verbosity: 2,
             uploadproxy_service: "cdi-uploadproxy".into(),
             log_format: None,
+            dataimportcron_poll_interval: None,
         }
     }
 }

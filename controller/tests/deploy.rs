@@ -228,6 +228,18 @@ fn rbac_grants_what_the_controller_uses_and_no_wildcards() {
         ("", "secrets", "create"),
         ("storage.k8s.io", "storageclasses", "watch"),
         ("events.k8s.io", "events", "create"),
+        // DataImportCrons: their annotations, finalizer and status; their imports, snapshots
+        // and DataSources; their certConfigMap.
+        ("cdi.kubevirt.io", "dataimportcrons", "watch"),
+        ("cdi.kubevirt.io", "dataimportcrons", "patch"),
+        ("cdi.kubevirt.io", "datavolumes", "create"),
+        ("cdi.kubevirt.io", "datavolumes", "delete"),
+        ("cdi.kubevirt.io", "datasources", "create"),
+        ("cdi.kubevirt.io", "datasources", "patch"),
+        ("cdi.kubevirt.io", "datasources", "delete"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "delete"),
+        ("", "configmaps", "get"),
     ] {
         assert!(
             grants(&cluster, group, resource, verb),

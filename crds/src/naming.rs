@@ -62,6 +62,11 @@ pub fn clone_client_name(
     format!("{source_namespace}/{source}-{target_namespace}/{target}")
 }
 
+/// `<data source>-<digest part>`: a DataImportCron's import of one digest, as upstream names it.
+pub fn cron_import(data_source: &str, digest_part: &str) -> String {
+    shorten(format!("{data_source}-{digest_part}"), MAX_NAME)
+}
+
 fn joined(prefix: &str, base: &str, max: usize) -> String {
     shorten(format!("{prefix}-{base}"), max)
 }

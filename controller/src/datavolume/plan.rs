@@ -97,7 +97,7 @@ impl StorageView {
 
     /// The default class for virtual machine disks, else the cluster default (newest wins when
     /// several are marked, as Kubernetes does).
-    fn default_class(&self) -> Option<&StorageClass> {
+    pub fn default_class(&self) -> Option<&StorageClass> {
         let marked = |annotation: &str| {
             self.classes
                 .iter()

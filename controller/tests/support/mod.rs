@@ -498,3 +498,17 @@ pub async fn wait_ready(what: &str, client: &reqwest::Client, url: String) {
     })
     .await;
 }
+
+/// A cluster whose kubelet stand-in also plays the CSI driver and snapshotter (class
+/// `cdi_testenv::CSI_STORAGE_CLASS`); `None` on a remote cluster, where it cannot.
+pub async fn env_with_csi() -> Option<Env> {
+    let env = env().await;
+    if !env.cluster.is_local() {
+        return None;
+    }
+    env.cluster
+        .enable_csi_standin()
+        .await
+        .expect("the CSI stand-in");
+    Some(env)
+}

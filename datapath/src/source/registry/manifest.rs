@@ -108,7 +108,7 @@ pub async fn resolve(
     auth: &RegistryAuth,
     architecture: &str,
 ) -> Result<Resolved, Error> {
-    let image = super::reference::describe(reference);
+    let image = cdi_imageref::describe(reference);
     let (raw, digest) = client
         .oci
         .pull_manifest_raw(reference, auth, ACCEPTED)

@@ -7,7 +7,6 @@
 
 mod layers;
 mod manifest;
-mod reference;
 
 use std::sync::Arc;
 
@@ -16,9 +15,14 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
+pub use cdi_imageref::{describe, host_architecture};
 pub use layers::LayerDiskSource;
 pub use manifest::{Descriptor, DiskPlan};
-pub use reference::{describe, host_architecture, parse};
+
+/// The reference in a `docker://` URL; a bad one is a configuration error.
+pub fn parse(location: &str) -> Result<Reference, Error> {
+    cdi_imageref::parse(location).map_err(|e| Error::Config(e.to_string()))
+}
 
 use super::Source;
 use super::http::{HttpOptions, HttpSource, RequestSigner, SignFuture, SignedRequest, error_chain};

@@ -1,16 +1,26 @@
 //! Image references as CDI users write them: `docker://host/repository:tag` or
-//! `docker://host/repository@sha256:…` (Docker Hub when there is no host).
+//! `docker://host/repository@sha256:…` (Docker Hub when there is no host). Shared by the
+//! importer's data path, which pulls them, and the controller, which polls their digests.
+#![forbid(unsafe_code)]
 
-use oci_client::Reference;
+pub use oci_client::Reference;
 
-use crate::error::Error;
+/// A `docker://` URL that is not an image reference.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{location:?} is not an image reference ({why}); use docker://HOST/REPOSITORY:TAG or \
+     docker://HOST/REPOSITORY@sha256:DIGEST"
+)]
+pub struct ReferenceError {
+    pub location: String,
+    pub why: String,
+}
 
 /// The reference in a `docker://` URL.
-pub fn parse(location: &str) -> Result<Reference, Error> {
-    let bad = |why: String| {
-        Error::Config(format!(
-            "{location:?} is not an image reference ({why}); use docker://HOST/REPOSITORY:TAG or docker://HOST/REPOSITORY@sha256:DIGEST"
-        ))
+pub fn parse(location: &str) -> Result<Reference, ReferenceError> {
+    let bad = |why: String| ReferenceError {
+        location: location.to_owned(),
+        why,
     };
     let rest = location
         .strip_prefix("docker://")
@@ -24,6 +34,16 @@ pub fn parse(location: &str) -> Result<Reference, Error> {
 /// `registry/repository:tag@digest` for messages.
 pub fn describe(reference: &Reference) -> String {
     format!("docker://{}", reference.whole())
+}
+
+/// `docker://registry/repository@digest`: the image `reference` names, pinned to `digest` (its
+/// tag dropped, as upstream's DataImportCron pins imports).
+pub fn pinned(reference: &Reference, digest: &str) -> String {
+    format!(
+        "docker://{}/{}@{digest}",
+        reference.registry(),
+        reference.repository()
+    )
 }
 
 /// The platform architecture of this machine in OCI's names.
@@ -53,6 +73,18 @@ mod tests {
         let r = parse("docker://kubevirt/fedora-cloud-container-disk-demo").expect("hub");
         assert_eq!(r.resolve_registry(), "index.docker.io");
         assert_eq!(r.repository(), "kubevirt/fedora-cloud-container-disk-demo");
+        let pinned_url = pinned(
+            &parse("docker://127.0.0.1:5000/disks/fedora:42").expect("tag"),
+            &digest,
+        );
+        assert_eq!(
+            pinned_url,
+            format!("docker://127.0.0.1:5000/disks/fedora@{digest}")
+        );
+        assert_eq!(
+            parse(&pinned_url).expect("pinned").digest(),
+            Some(digest.as_str())
+        );
         for bad in [
             "quay.io/x/y",
             "docker://",
