@@ -525,6 +525,28 @@ def check_webhooks(report: Report, docs: list[Doc]) -> None:
     )
 
 
+def check_alerts(report: Report, docs: list[Doc]) -> None:
+    """Every cdi metric an alert's expression names is one the components define."""
+    sources = "".join(
+        p.read_text() for p in ROOT.glob("*/src/**/*.rs") if "target" not in p.parts
+    )
+    problems = []
+    rules = 0
+    for d in docs:
+        if d.kind != "PrometheusRule":
+            continue
+        for group in d.body.get("spec", {}).get("groups", []):
+            for rule in group.get("rules", []):
+                rules += 1
+                expr = rule.get("expr", "")
+                for metric in re.findall(r"kubevirt_cdi_\w+", expr):
+                    if f'"{metric}' not in sources and f'"{metric.removeprefix("kubevirt_cdi_")}' not in sources:
+                        problems.append(f"{d.where()}: {rule.get('alert')} uses {metric}, which no component defines")
+                if not rule.get("for") or not rule.get("annotations", {}).get("summary"):
+                    problems.append(f"{d.where()}: {rule.get('alert')} needs `for` and a summary")
+    report.check(f"{rules} alert rules name metrics the components export", problems)
+
+
 def workspace_members() -> list[str]:
     text = (ROOT / "Cargo.toml").read_text()
     try:
@@ -599,6 +621,7 @@ def main() -> int:
     deployment = check_deployments(report, docs)
     check_api_services(report, docs)
     check_webhooks(report, docs)
+    check_alerts(report, docs)
     check_containerfiles(report, deployment)
     if report.problems:
         print(f"\n{len(report.problems)} problem(s) in {report.checks} checks")
