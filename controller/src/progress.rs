@@ -37,8 +37,9 @@ pub fn format_progress(percent: f64) -> String {
     format!("{percent:.2}%")
 }
 
-/// The metrics URL of a running worker pod, if it has an IP.
-pub fn metrics_url(pod: &Pod) -> Option<String> {
+/// Where a worker pod's port 8443 is reached, `ip:port` (IPv6 in brackets), if it has an IP:
+/// the pod's IP and 8443, or under the test kubelet stand-in the loopback port it mapped.
+pub fn worker_address(pod: &Pod) -> Option<String> {
     let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
     let port = pod
         .metadata
@@ -48,12 +49,16 @@ pub fn metrics_url(pod: &Pod) -> Option<String> {
         .and_then(|json| serde_json::from_str::<BTreeMap<String, u16>>(json).ok())
         .and_then(|ports| ports.get(&METRICS_PORT.to_string()).copied())
         .map_or(METRICS_PORT, i32::from);
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
+    Some(if ip.contains(':') {
+        format!("[{ip}]:{port}")
     } else {
-        ip.to_owned()
-    };
-    Some(format!("https://{host}:{port}/metrics"))
+        format!("{ip}:{port}")
+    })
+}
+
+/// The metrics URL of a running worker pod, if it has an IP.
+pub fn metrics_url(pod: &Pod) -> Option<String> {
+    worker_address(pod).map(|addr| format!("https://{addr}/metrics"))
 }
 
 /// Reads the progress of `owner_uid` from `pod`; `None` if it cannot be read right now.

@@ -607,12 +607,22 @@ fn chosen(decision: &Decision) -> Result<Strategy, PlanError> {
 }
 
 /// After the target claim exists: once it holds its data, the temporary objects go (the
-/// smart clone's snapshot, a snapshot copy's restored claim).
+/// smart clone's snapshot, a snapshot copy's restored claim). Done in the pass that moves the
+/// DataVolume to Succeeded or Failed (before its status is written, so a failed delete is
+/// retried), and not again after it.
 async fn finish(
     ctx: &Context,
     dv: &DataVolume,
     claim: &PersistentVolumeClaim,
 ) -> Result<(), Error> {
+    let ended = dv
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_ref())
+        .is_some_and(|p| matches!(p, DataVolumePhase::Succeeded | DataVolumePhase::Failed));
+    if ended {
+        return Ok(());
+    }
     let a = claim.metadata.annotations.clone().unwrap_or_default();
     let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
     let uid = dv.metadata.uid.clone().unwrap_or_default();

@@ -258,9 +258,7 @@ pub fn render_pod(input: &ClonerInput) -> Pod {
 /// The upload server's address for the cloner: the pod's IP and its port 8443 (or the loopback
 /// port the test kubelet stand-in mapped it to).
 pub fn upload_address(upload_pod: &Pod) -> Option<String> {
-    let url = crate::progress::metrics_url(upload_pod)?;
-    let rest = url.strip_prefix("https://")?;
-    rest.split('/').next().map(str::to_owned)
+    crate::progress::worker_address(upload_pod)
 }
 
 /// Whether `pod` (a pod in the source's namespace) holds the source claim `source` and is not
