@@ -14,7 +14,7 @@ use support::*;
 const SERVERS: usize = 20;
 /// The disk each upload holds (16 MiB, a third compressed clusters).
 const VIRTUAL: u64 = 16 << 20;
-/// Peak resident memory a server may reach while converting one (KiB); about 40 MiB measured.
+/// Peak resident memory a server may reach while converting one (KiB).
 const MAX_SERVER_RSS_KIB: u64 = 160 << 10;
 
 /// Open descriptors of this process.
